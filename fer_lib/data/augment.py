@@ -1,0 +1,186 @@
+"""Training augmentation as batched tensor operations, on whatever device the batch lives on.
+
+No per-image PIL work: every op draws per-sample parameters as one small random tensor and is applied to the
+whole batch at once (random affine through ``F.affine_grid`` / ``F.grid_sample``, Jaderberg et al., "Spatial
+Transformer Networks", https://arxiv.org/abs/1506.02025). Ops, in order: horizontal flip, random affine
+(rotation, scale, translation), brightness/contrast, random erasing (Zhong et al., https://arxiv.org/abs/1708.04896).
+Batch-level mixing: :func:`mixup_cutmix` (mixup, Zhang et al., https://arxiv.org/abs/1710.09412; CutMix,
+Yun et al., https://arxiv.org/abs/1905.04899) returning soft targets.
+
+Randomness comes from a ``torch.Generator`` when one is given (same generator state -> same batch), else
+from torch's global RNG (so ``torch.manual_seed`` makes runs repeatable).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["AugmentConfig", "Augment", "mixup_cutmix"]
+
+
+@dataclass
+class AugmentConfig:
+    """Probabilities and strengths of each augmentation; every op can be switched off (``p = 0``).
+
+    Attributes:
+        flip_p: probability of a horizontal flip (faces are roughly symmetric; FER2013 labels are not sided).
+        affine_p: probability of a random affine; then rotation ~ U(-rotate_deg, rotate_deg), zoom ~ U(scale),
+            shift ~ U(-translate, translate) x image size on each axis.
+        color_p: probability of brightness/contrast jitter: ``(x - mean) * U(1 +- contrast) + mean + U(+-brightness)``.
+        erase_p: probability of erasing one rectangle of area ``U(erase_area)`` x image, aspect ``U(erase_ratio)``
+            (log-uniform), filled with ``erase_value`` or, when None, a random gray level per image.
+        padding_mode: what the affine shows outside the image: ``"border"``, ``"zeros"`` or ``"reflection"``.
+    """
+
+    flip_p: float = 0.5
+    affine_p: float = 0.8
+    rotate_deg: float = 15.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    translate: float = 0.08
+    color_p: float = 0.5
+    brightness: float = 0.15
+    contrast: float = 0.25
+    erase_p: float = 0.25
+    erase_area: tuple[float, float] = (0.02, 0.15)
+    erase_ratio: tuple[float, float] = (0.3, 3.3)
+    erase_value: float | None = None
+    padding_mode: str = "border"
+
+    def __post_init__(self):
+        for name in ("flip_p", "affine_p", "color_p", "erase_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"AugmentConfig.{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"AugmentConfig.scale must be (low, high) with 0 < low <= high, got {self.scale}")
+        if not 0 < self.erase_area[0] <= self.erase_area[1] <= 1:
+            raise ValueError(f"AugmentConfig.erase_area must satisfy 0 < low <= high <= 1, got {self.erase_area}")
+        if not 0 < self.erase_ratio[0] <= self.erase_ratio[1]:
+            raise ValueError(f"AugmentConfig.erase_ratio must satisfy 0 < low <= high, got {self.erase_ratio}")
+        if self.padding_mode not in ("border", "zeros", "reflection"):
+            raise ValueError(f"AugmentConfig.padding_mode must be border, zeros or reflection, got {self.padding_mode!r}")
+
+    @classmethod
+    def off(cls, **overrides) -> AugmentConfig:
+        """Everything switched off (then turn single ops back on with ``overrides``, e.g. ``flip_p=1``)."""
+        return cls(**{"flip_p": 0.0, "affine_p": 0.0, "color_p": 0.0, "erase_p": 0.0, **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AugmentConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown AugmentConfig keys {sorted(unknown)}; valid: {sorted(names)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def _uniform(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    return lo + (hi - lo) * u
+
+
+class Augment:
+    """Batched augmentation: ``Augment(cfg)(x01)`` with ``x01 float [B, 1, H, W]`` (or ``[B, C, H, W]``) in [0, 1].
+
+    Returns a new tensor of the same shape, dtype and device, in [0, 1]; the input is not modified.
+    """
+
+    _K = 15  # random numbers drawn per sample
+
+    def __init__(self, cfg: AugmentConfig | None = None):
+        self.cfg = cfg if cfg is not None else AugmentConfig()
+
+    def __repr__(self) -> str:
+        return f"Augment({self.cfg})"
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.ndim != 4 or not x.is_floating_point():
+            raise ValueError(f"Augment expects float [B, C, H, W] in [0, 1], got {x.dtype} {tuple(x.shape)}")
+        cfg, (B, _, H, W) = self.cfg, x.shape
+        gdev = generator.device if generator is not None else "cpu"
+        u = torch.rand(B, self._K, generator=generator, device=gdev).to(x.device)
+        on = lambda col, p: (u[:, col] < p).view(B, 1, 1, 1)  # noqa: E731
+
+        out = torch.where(on(0, cfg.flip_p), x.flip(-1), x)
+
+        idx = (u[:, 1] < cfg.affine_p).nonzero().flatten()
+        if len(idx):
+            a = torch.deg2rad(_uniform(u[idx, 2], -cfg.rotate_deg, cfg.rotate_deg))
+            s = _uniform(u[idx, 3], *cfg.scale)
+            tx, ty = (_uniform(u[idx, c], -2 * cfg.translate, 2 * cfg.translate) for c in (4, 5))  # [-1,1] coords
+            cos, sin = torch.cos(a) / s, torch.sin(a) / s
+            theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x.dtype)
+            grid = F.affine_grid(theta, [len(idx), x.shape[1], H, W], align_corners=False)
+            out = out.clone()
+            out[idx] = F.grid_sample(out[idx], grid, mode="bilinear", padding_mode=cfg.padding_mode,
+                                     align_corners=False)
+
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        c = _uniform(u[:, 8], 1 - cfg.contrast, 1 + cfg.contrast).view(B, 1, 1, 1)
+        b = _uniform(u[:, 7], -cfg.brightness, cfg.brightness).view(B, 1, 1, 1)
+        out = torch.where(on(6, cfg.color_p), (out - mean) * c + mean + b, out)
+
+        if cfg.erase_p > 0:
+            area = _uniform(u[:, 10], *cfg.erase_area) * H * W
+            ratio = torch.exp(_uniform(u[:, 11], math.log(cfg.erase_ratio[0]), math.log(cfg.erase_ratio[1])))
+            h = torch.sqrt(area * ratio).round().clamp(1, H)
+            w = torch.sqrt(area / ratio).round().clamp(1, W)
+            y0 = (u[:, 12] * (H - h + 1)).floor()
+            x0 = (u[:, 13] * (W - w + 1)).floor()
+            rows = torch.arange(H, device=x.device).view(1, H, 1)
+            cols = torch.arange(W, device=x.device).view(1, 1, W)
+            box = ((rows >= y0.view(B, 1, 1)) & (rows < (y0 + h).view(B, 1, 1))
+                   & (cols >= x0.view(B, 1, 1)) & (cols < (x0 + w).view(B, 1, 1)))
+            box = box.unsqueeze(1) & on(9, cfg.erase_p)
+            value = u[:, 14] if cfg.erase_value is None else torch.full_like(u[:, 14], cfg.erase_value)
+            out = torch.where(box, value.view(B, 1, 1, 1).to(out.dtype), out)
+        return out.clamp_(0.0, 1.0)
+
+
+def mixup_cutmix(x: torch.Tensor, y: torch.Tensor, num_classes: int, mixup_alpha: float = 0.2,
+                 cutmix_alpha: float = 1.0, prob: float = 0.5, generator: torch.Generator | None = None):
+    """Mix a batch with a shuffled copy of itself: mixup or CutMix (50/50 when both alphas are > 0).
+
+    Args:
+        x: ``float [B, C, H, W]``.
+        y: ``int64 [B]`` labels or ``float [B, num_classes]`` soft targets.
+        num_classes: number of classes K.
+        mixup_alpha: Beta(alpha, alpha) parameter for mixup (0 = off).
+        cutmix_alpha: Beta(alpha, alpha) parameter for CutMix (0 = off).
+        prob: probability that the batch is mixed at all.
+        generator: CPU ``torch.Generator`` for repeatable results.
+
+    Returns:
+        ``(x_mixed [B, C, H, W], y_soft float [B, K])``; each row of ``y_soft`` sums to 1. For CutMix, ``lam`` is
+        the exact fraction of pixels kept, after clipping the box to the image.
+    """
+    y_soft = F.one_hot(y, num_classes).to(x.dtype) if y.ndim == 1 else y.to(x.dtype)
+    if y_soft.shape != (len(x), num_classes):
+        raise ValueError(f"y must be [B] labels or [B, {num_classes}] soft targets for B={len(x)}, got {tuple(y.shape)}")
+    gdev = generator.device if generator is not None else "cpu"
+    r = torch.rand(4, generator=generator, device=gdev).tolist()
+    if r[0] >= prob or (mixup_alpha <= 0 and cutmix_alpha <= 0):
+        return x, y_soft
+    use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or r[1] < 0.5)
+    alpha = cutmix_alpha if use_cutmix else mixup_alpha
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=gdev))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    perm = torch.randperm(len(x), generator=generator, device=gdev).to(x.device)
+    if use_cutmix:
+        H, W = x.shape[-2:]
+        ch, cw = round(H * math.sqrt(1 - lam)), round(W * math.sqrt(1 - lam))
+        cy, cx = int(r[2] * H), int(r[3] * W)
+        y1, y2 = max(cy - ch // 2, 0), min(cy + (ch + 1) // 2, H)
+        x1, x2 = max(cx - cw // 2, 0), min(cx + (cw + 1) // 2, W)
+        mixed = x.clone()
+        mixed[..., y1:y2, x1:x2] = x[perm][..., y1:y2, x1:x2]
+        lam = 1.0 - (y2 - y1) * (x2 - x1) / (H * W)
+    else:
+        mixed = lam * x + (1 - lam) * x[perm]
+    return mixed, lam * y_soft + (1 - lam) * y_soft[perm]
