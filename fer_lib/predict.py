@@ -1,0 +1,115 @@
+"""``python -m fer_lib predict PHOTO...``: the emotion of every face in photos, as JSON, plus annotated PNGs.
+
+Examples::
+
+    python -m fer_lib predict me.jpg                       # runs/demo/best.pt, every face
+    python -m fer_lib predict a.jpg b.png --largest --cam --out preds/ --checkpoint runs/cpu/best.pt
+    python -m fer_lib predict crop48.png --no-detect       # an already cropped face
+
+Standard output is one JSON array with one record per face: ``file``, ``face`` (index, largest first), ``box``
+``[x, y, w, h]``, ``top_k`` (``[{"emotion", "prob"}]``), ``probs`` (all 7, ``fer_lib.EMOTIONS`` order),
+``annotated`` (the PNG written) and, with ``--cam``, ``cam`` (face | Grad-CAM overlay PNG).
+Exit codes: 0 all photos had faces; 2 some photo had no face (one ``error:`` line each on stderr; the other
+photos are still processed); 1 unreadable photo or missing checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fer_lib.paths import REPO_ROOT
+
+DEFAULT_CHECKPOINTS = ("runs/demo/best.pt", "runs/cpu/best.pt", "runs/gpu/best.pt")
+TRAIN_HINT = "train one with `python -m fer_lib train --preset demo` (or `make demo`), or pass --checkpoint PATH"
+
+
+def default_checkpoint() -> Path | None:
+    """First of ``runs/{demo,cpu,gpu}/best.pt`` found under the current folder, then under the repository."""
+    for base in (Path.cwd(), REPO_ROOT):
+        for rel in DEFAULT_CHECKPOINTS:
+            if (base / rel).is_file():
+                return base / rel
+    return None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``predict`` (see the module docstring)."""
+    parser.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (JPEG, PNG, BMP, TIFF, WebP)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a best.pt from `fer_lib train` (default: runs/demo/best.pt, else runs/cpu, runs/gpu)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--all-faces", dest="select", action="store_const", const="all", default="all",
+                       help="report every detected face (default)")
+    which.add_argument("--largest", dest="select", action="store_const", const="largest",
+                       help="report only the largest face")
+    parser.add_argument("--no-detect", action="store_true", help="the photo is already a cropped face")
+    parser.add_argument("--cam", action="store_true", help="also write a Grad-CAM overlay per face")
+    parser.add_argument("--cam-method", default="gradcam", choices=("gradcam", "gradcam++", "eigencam"))
+    parser.add_argument("--out", default="runs/predict", help="folder for the annotated PNGs")
+    parser.add_argument("--top-k", type=int, default=3, help="emotions listed per face (1-7)")
+    parser.add_argument("--margin", type=float, default=0.15, help="crop margin around a detected face box")
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, k = path.stem, 1
+    while stem in used:
+        stem, k = f"{path.stem}_{k}", k + 1
+    used.add(stem)
+    return stem
+
+
+def _cam_panel(model, preds, method: str) -> list[np.ndarray]:
+    from fer_lib.explain import compute_cam, overlay_cam, upsample_face
+
+    faces = np.stack([p.face for p in preds])
+    maps = compute_cam(model, faces, method=method)
+    return [np.concatenate([np.repeat(upsample_face(f)[:, :, None], 3, axis=2), overlay_cam(f, m)], axis=1)
+            for f, m in zip(faces, maps)]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict, print the JSON records, write the PNGs; returns the exit code."""
+    from fer_lib.faces import ImageReadError, NoFaceError, annotate, load_image, predict_faces, save_png
+
+    if not 1 <= args.top_k <= 7:
+        print(f"error: --top-k {args.top_k}: must be between 1 and 7", file=sys.stderr)
+        return 1
+    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    if ckpt is None or not ckpt.is_file():
+        where = ckpt if ckpt is not None else " or ".join(DEFAULT_CHECKPOINTS)
+        print(f"error: no checkpoint found at {where}; {TRAIN_HINT}", file=sys.stderr)
+        return 1
+    from fer_lib.train import load_model
+
+    model = load_model(ckpt)
+    out_dir = Path(args.out)
+    records, used, code = [], set(), 0
+    for photo in args.photos:
+        path = Path(photo)
+        try:
+            rgb = load_image(path)
+            preds = predict_faces(model, rgb, detect=not args.no_detect, select=args.select, top_k=args.top_k,
+                                  margin=args.margin, source=str(path))
+        except NoFaceError as e:
+            print(f"error: {e}", file=sys.stderr)
+            code = code or 2  # an unreadable photo (1) outranks a photo without a face (2)
+            continue
+        except (FileNotFoundError, ImageReadError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            code = 1
+            continue
+        stem = _unique_stem(path, used)
+        annotated = save_png(annotate(rgb, preds), out_dir / f"{stem}_annotated.png")
+        cams = _cam_panel(model, preds, args.cam_method) if args.cam else [None] * len(preds)
+        for pred, panel in zip(preds, cams):
+            rec = {"file": str(path), **pred.to_dict(), "annotated": str(annotated)}
+            if panel is not None:
+                rec["cam"] = str(save_png(panel, out_dir / f"{stem}_face{pred.index}_{args.cam_method}.png"))
+            records.append(rec)
+    print(json.dumps(records, indent=2))
+    return code

@@ -1,0 +1,170 @@
+"""A notebook widget: upload a photo, see the faces, the emotion probabilities and Grad-CAM.
+
+>>> from fer_lib.widget import emotion_widget
+>>> emotion_widget(checkpoint="runs/demo/best.pt")    # in a Jupyter / Colab cell
+
+Before anything is uploaded (and under nbval, where nothing can be) it shows a sample photo: scikit-image's
+``astronaut`` (Eileen Collins, NASA, public domain) when scikit-image is installed, else a drawn synthetic face.
+The drawing is done by :func:`render_prediction`, a pure function (photo in, matplotlib ``Figure`` out) so it is
+testable without a browser; the widget only wires it to an upload button.
+
+``FileUpload.value`` differs between ipywidgets 7 (Colab: ``{name: {"content": bytes, "metadata": {...}}}``)
+and 8 (JupyterLab 4: a tuple of ``{"name", "type", "size", "content": memoryview, "last_modified"}``);
+:func:`_uploaded_files` reads both.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from fer_lib import EMOTIONS
+
+
+def _uploaded_files(value) -> list[tuple[str, bytes]]:
+    """``[(file name, raw bytes)]`` from a ``FileUpload.value`` of ipywidgets 7 (dict) or 8 (tuple of dicts)."""
+    if not value:
+        return []
+    if isinstance(value, Mapping):  # ipywidgets 7: {name: {"content": bytes, "metadata": {...}}}
+        items = []
+        for name, entry in value.items():
+            content = entry.get("content") if isinstance(entry, Mapping) else None
+            if content is None:
+                raise ValueError(f"uploaded file {name!r} has no 'content' (ipywidgets 7 FileUpload.value)")
+            items.append((str(entry.get("metadata", {}).get("name", name)), bytes(content)))
+        return items
+    if isinstance(value, (tuple, list)):  # ipywidgets 8: ({"name", "content": memoryview, ...}, ...)
+        items = []
+        for i, entry in enumerate(value):
+            if not isinstance(entry, Mapping) or "content" not in entry:
+                raise ValueError(f"FileUpload.value[{i}] is not an ipywidgets 8 upload dict with 'content'")
+            items.append((str(entry.get("name", f"upload_{i}")), bytes(entry["content"])))
+        return items
+    raise TypeError(f"unrecognised FileUpload.value of type {type(value).__name__}: expected the dict of "
+                    "ipywidgets 7 or the tuple of ipywidgets 8")
+
+
+def sample_image() -> tuple[str, np.ndarray, bool]:
+    """``(name, uint8 RGB photo, detect)``: the astronaut photo, or a drawn face (``detect=False``)."""
+    try:
+        from skimage import data
+
+        return "astronaut (scikit-image sample)", data.astronaut(), True
+    except ImportError:
+        import cv2
+
+        from fer_lib.data import make_synthetic_faces
+
+        face = make_synthetic_faces(7, seed=0)[0][3].numpy()  # one face; a drawn face needs no detection
+        face = cv2.resize(face, (192, 192), interpolation=cv2.INTER_CUBIC)
+        return "synthetic face (scikit-image not installed)", np.repeat(face[:, :, None], 3, axis=2), False
+
+
+def render_prediction(model, image, *, name: str = "photo", detect: bool = True, select: str = "all",
+                      method: str = "gradcam", top_k: int = 3, max_faces: int = 4):
+    """Photo -> ``(Figure, predictions)``: the annotated photo, then per face the crop, its CAM and the bars.
+
+    Args:
+        model: a fer_lib classifier.
+        image: path, bytes, PIL image or array (see :func:`fer_lib.faces.load_image`).
+        name: shown in the title and in a :class:`~fer_lib.faces.NoFaceError`.
+        detect, select, top_k: see :func:`fer_lib.faces.predict_faces`.
+        method: CAM method (``"gradcam"``, ``"gradcam++"``, ``"eigencam"``).
+        max_faces: faces drawn (the largest first); all are predicted.
+
+    Raises:
+        NoFaceError: no face in the photo.
+    """
+    from fer_lib.explain import compute_cam, overlay_cam, upsample_face
+    from fer_lib.faces import EMOTION_COLORS, annotate, load_image, predict_faces
+
+    rgb = load_image(image)
+    preds = predict_faces(model, rgb, detect=detect, select=select, top_k=top_k, source=name)
+    shown = preds[:max_faces]
+    maps = compute_cam(model, np.stack([p.face for p in shown]), method=method)
+    rows = len(shown)
+    fig = Figure(figsize=(11, max(2.6, 2.4 * rows)), layout="constrained")
+    grid = fig.add_gridspec(rows, 4, width_ratios=[2.2, 1, 1, 1.6])
+    ax = fig.add_subplot(grid[:, 0])
+    ax.imshow(annotate(rgb, preds))
+    ax.set_title(f"{name}: {len(preds)} face(s)", fontsize=9)
+    ax.axis("off")
+    for r, (pred, cam) in enumerate(zip(shown, maps)):
+        a_face, a_cam, a_bar = (fig.add_subplot(grid[r, c]) for c in (1, 2, 3))
+        a_face.imshow(upsample_face(pred.face), cmap="gray", vmin=0, vmax=255)
+        a_face.set_title(f"face #{pred.index} (48x48)", fontsize=8)
+        a_cam.imshow(overlay_cam(pred.face, cam))
+        a_cam.set_title(f"{method}: {pred.label}", fontsize=8)
+        for a in (a_face, a_cam):
+            a.axis("off")
+        probs = [pred.probs[e] for e in EMOTIONS]
+        colors = [np.array(EMOTION_COLORS[e]) / 255 for e in EMOTIONS]
+        a_bar.barh(range(len(EMOTIONS)), probs, color=colors)
+        a_bar.set_yticks(range(len(EMOTIONS)), EMOTIONS, fontsize=7)
+        a_bar.invert_yaxis()
+        a_bar.set_xlim(0, 1)
+        a_bar.tick_params(axis="x", labelsize=7)
+        a_bar.set_title("probabilities", fontsize=8)
+    return fig, preds
+
+
+def figure_png(fig: Figure, dpi: int = 90) -> bytes:
+    """PNG bytes of a figure (works without any pyplot backend)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def emotion_widget(model=None, *, checkpoint=None, method: str = "gradcam"):
+    """An upload-and-predict widget (``ipywidgets.VBox``); shows the sample photo until something is uploaded.
+
+    Args:
+        model: a fer_lib classifier; when ``None`` it is loaded from ``checkpoint`` (default: the first of
+            ``runs/{demo,cpu,gpu}/best.pt``, see :func:`fer_lib.predict.default_checkpoint`).
+        checkpoint: checkpoint path used when ``model`` is ``None``.
+        method: initial CAM method.
+    """
+    import ipywidgets as w
+
+    from fer_lib.faces import NoFaceError
+
+    if model is None:
+        from fer_lib.predict import TRAIN_HINT, default_checkpoint
+        from fer_lib.train import load_model
+
+        checkpoint = checkpoint or default_checkpoint()
+        if checkpoint is None:
+            raise FileNotFoundError(f"emotion_widget needs a model or a checkpoint; {TRAIN_HINT}")
+        model = load_model(checkpoint)
+
+    upload = w.FileUpload(accept="image/*", multiple=False, description="Upload photo")
+    detect = w.Checkbox(value=True, description="detect faces", indent=False)
+    largest = w.Checkbox(value=False, description="largest face only", indent=False)
+    cam = w.Dropdown(options=["gradcam", "gradcam++", "eigencam"], value=method, description="CAM")
+    picture = w.Image(format="png")
+    status = w.HTML()
+
+    def refresh(*_):
+        files = _uploaded_files(upload.value)
+        if files:
+            name, content = files[-1]
+            use_detect = detect.value
+        else:
+            name, content, sample_detect = sample_image()
+            use_detect = detect.value and sample_detect
+        try:
+            fig, preds = render_prediction(model, content, name=name, detect=use_detect,
+                                           select="largest" if largest.value else "all", method=cam.value)
+        except (NoFaceError, ValueError, OSError) as e:
+            status.value = f"<b>{type(e).__name__}</b>: {e}"
+            return
+        picture.value = figure_png(fig)
+        status.value = "; ".join(f"#{p.index}: {p.label} ({p.top_k[0][1]:.0%})" for p in preds)
+
+    for control in (upload, detect, largest, cam):
+        control.observe(refresh, names="value")
+    refresh()
+    return w.VBox([w.HBox([upload, detect, largest, cam]), status, picture])

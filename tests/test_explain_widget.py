@@ -1,0 +1,110 @@
+"""The notebook widget: both ipywidgets upload formats, the pure render function, and the wiring."""
+
+from __future__ import annotations
+
+import datetime
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fer_lib.faces import NoFaceError, available_backends
+from fer_lib.widget import _uploaded_files, emotion_widget, render_prediction, sample_image
+
+needs_detector = pytest.mark.skipif(not available_backends(), reason="no face detector available")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from fer_lib.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("baseline_resnet18").eval()
+
+
+def _png(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_uploaded_files_reads_ipywidgets_7_and_8():
+    a, b = b"\x89PNG first", b"\xff\xd8 second"
+    v7 = {"a.png": {"content": a, "metadata": {"name": "a.png", "type": "image/png", "size": len(a)}},
+          "b.jpg": {"content": b, "metadata": {"name": "b.jpg"}}}
+    when = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)  # ipywidgets 8 gives a datetime
+    v8 = ({"name": "a.png", "type": "image/png", "size": len(a), "content": memoryview(a), "last_modified": when},
+          {"name": "b.jpg", "type": "image/jpeg", "size": len(b), "content": memoryview(b), "last_modified": when})
+    expected = [("a.png", a), ("b.jpg", b)]
+    assert _uploaded_files(v7) == expected
+    assert _uploaded_files(v8) == expected
+    assert all(isinstance(content, bytes) for _, content in _uploaded_files(v8))  # memoryview -> bytes
+    assert _uploaded_files(()) == [] == _uploaded_files({}) == _uploaded_files(None)
+    with pytest.raises(ValueError, match="content"):
+        _uploaded_files(({"name": "x.png"},))
+    with pytest.raises(TypeError, match="FileUpload.value"):
+        _uploaded_files("x.png")
+
+
+@needs_detector
+def test_render_prediction_on_the_sample_photo(model):
+    name, photo, detect = sample_image()
+    fig, preds = render_prediction(model, photo, name=name, detect=detect)
+    assert len(preds) == 1
+    assert len(fig.get_axes()) == 4  # photo, face, CAM, probability bars
+    bars = fig.get_axes()[3].patches
+    np.testing.assert_allclose([p.get_width() for p in bars], list(preds[0].probs.values()), atol=1e-6)
+    with pytest.raises(NoFaceError, match="wall.png"):
+        render_prediction(model, _png(np.full((200, 300, 3), 128, np.uint8)), name="wall.png")
+
+
+def test_sample_falls_back_to_a_drawn_face(monkeypatch, model):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_skimage(name, *args, **kwargs):
+        if name.startswith("skimage"):
+            raise ImportError("skimage hidden for this test")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_skimage)
+    name, photo, detect = sample_image()
+    assert "synthetic" in name and photo.shape == (192, 192, 3) and detect is False
+    fig, preds = render_prediction(model, photo, detect=False)
+    assert len(preds) == 1 and preds[0].box == (0, 0, 192, 192)
+
+
+@needs_detector
+def test_widget_shows_the_sample_then_an_upload(model):
+    pytest.importorskip("ipywidgets")
+    from skimage import data
+
+    box = emotion_widget(model)
+    controls, status, picture = box.children
+    upload = controls.children[0]
+    assert picture.value[:8] == b"\x89PNG\r\n\x1a\n" and "#0:" in status.value  # the sample was rendered
+    first = bytes(picture.value)
+
+    def send(name, content):
+        if isinstance(upload.value, tuple):  # ipywidgets 8
+            upload.value = ({"name": name, "type": "image/png", "size": len(content), "content": memoryview(content),
+                             "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+        else:  # ipywidgets 7
+            upload.value = {name: {"content": content, "metadata": {"name": name}}}
+
+    send("wall.png", _png(np.full((240, 320, 3), 128, np.uint8)))
+    assert "NoFaceError" in status.value and "wall.png" in status.value
+    assert bytes(picture.value) == first  # the last good picture stays
+    send("me.png", _png(data.astronaut()))
+    assert status.value.startswith("#0:") and bytes(picture.value) != first  # titled with the upload's name
