@@ -1,0 +1,237 @@
+"""Cost benchmark: each SOTAResEmote variant against its baseline, measured in the same run.
+
+For every variant and the baseline on the same backbone, stem and input size it reports parameters, GFLOPs
+per image (counted by ``torch.utils.flop_counter.FlopCounterMode`` on one eval forward; 1 multiply-add = 2
+FLOPs), training throughput (images/s for forward + backward + AdamW step, with the auxiliary losses) and
+inference latency (ms/image, eval, ``torch.no_grad``), each also as a ratio to the baseline. Models are timed
+in interleaved rounds (A, B, A, B, ...) and each model's *fastest* round is reported (as ``timeit`` advises:
+other jobs on a shared CPU only ever add time), so a busy machine disturbs the ratios less than the absolute
+numbers; the median round is kept in the JSON too. On the CPU it also reports training images per second of
+*process CPU time* (``time.process_time``), which time-slicing by other jobs does not inflate; with
+``--threads 1`` that is the steadiest cost measure on a shared machine.
+
+Usage::
+
+    python -m fer_lib.bench                          # small, medium, large vs their baselines on the CPU
+    python -m fer_lib.bench --variants small --ablate --batch-size 32 --iters 6
+    python -m fer_lib.bench --json results.json      # also write the rows as JSON ("-" for stdout)
+    python -m fer_lib.bench --data                   # the data-pipeline benchmark (fer_lib.data.bench)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from fer_lib.models.registry import count_parameters, create_model, model_config
+from fer_lib.models.sota_resemote import ModelOutput, SOTAResEmoteConfig
+
+SHORT = {"small": "sota_resemote_small", "medium": "sota_resemote_medium", "large": "sota_resemote_large"}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU raises a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return torch.device(name)
+
+
+def count_gflops(model: torch.nn.Module, in_chans: int, device: torch.device) -> float:
+    """Forward GFLOPs for one ``[1, in_chans, 48, 48]`` image in eval mode (FlopCounterMode, not estimated)."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, in_chans, 48, 48, device=device))
+    model.train(was_training)
+    return counter.get_total_flops() / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+AUX_WEIGHT = 0.3  # as fer_lib.train's default TrainConfig.aux_weight: loss = CE + 0.3 * mean aux CE
+
+
+def _train_step(model, opt, x, y) -> None:
+    out = model(x)
+    logits, aux = (out.logits, out.aux_logits) if isinstance(out, ModelOutput) else (out, ())
+    loss = F.cross_entropy(logits, y)
+    if aux:
+        loss = loss + AUX_WEIGHT * torch.stack([F.cross_entropy(a, y) for a in aux]).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def time_models(models: dict, batch_size: int, iters: int, warmup: int, device: torch.device) -> dict:
+    """Seconds per training step and per inference batch, interleaving the models round by round.
+
+    Returns ``{name: (min train, min infer, median train, median infer, min train CPU seconds)}`` over the
+    timed rounds (wall-clock seconds; the last is ``time.process_time``, summed over all threads).
+    """
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for name, m in models.items():
+        cfg: SOTAResEmoteConfig = m.config
+        x = torch.randn(batch_size, cfg.in_chans, 48, 48, generator=gen).to(device)
+        y = torch.randint(0, cfg.num_classes, (batch_size,), generator=gen).to(device)
+        state[name] = (m, torch.optim.AdamW(m.parameters(), lr=1e-4), x, y)
+    train_t = {n: [] for n in models}
+    infer_t = {n: [] for n in models}
+    train_cpu = {n: [] for n in models}
+    for r in range(warmup + iters):
+        for name, (m, opt, x, y) in state.items():
+            m.train()
+            _sync(device)
+            c0, t0 = time.process_time(), time.perf_counter()
+            _train_step(m, opt, x, y)
+            _sync(device)
+            t1, c1 = time.perf_counter(), time.process_time()
+            m.eval()
+            with torch.no_grad():
+                m(x)
+            _sync(device)
+            t2 = time.perf_counter()
+            if r >= warmup:
+                train_t[name].append(t1 - t0)
+                infer_t[name].append(t2 - t1)
+                train_cpu[name].append(c1 - c0)
+    return {n: (min(train_t[n]), min(infer_t[n]), statistics.median(train_t[n]), statistics.median(infer_t[n]),
+                min(train_cpu[n])) for n in models}
+
+
+def bench_group(specs: list[tuple[str, str, dict]], args, device: torch.device) -> list[dict]:
+    """Benchmark ``(label, registry name, overrides)`` rows; the first row is the reference for the ratios."""
+    common = dict(input_size=args.input_size, stem=args.stem, in_chans=args.in_chans)
+    common = {k: v for k, v in common.items() if v is not None}
+    models, rows = {}, []
+    for label, name, overrides in specs:
+        torch.manual_seed(0)
+        models[label] = create_model(name, **{**common, **overrides}).to(device)
+    times = time_models(models, args.batch_size, args.iters, args.warmup, device)
+    for label, name, overrides in specs:
+        m = models[label]
+        t_train, t_infer, med_train, med_infer, cpu_train = times[label]
+        rows.append(dict(
+            label=label, model=name, overrides=overrides, device=str(device), batch_size=args.batch_size,
+            input_size=m.config.input_size, stem=m.config.stem, grid=list(m.grid),
+            params_m=count_parameters(m) / 1e6, gflops=count_gflops(m, m.config.in_chans, device),
+            train_img_s=args.batch_size / t_train, infer_ms_img=1000 * t_infer / args.batch_size,
+            train_img_s_median=args.batch_size / med_train, infer_ms_img_median=1000 * med_infer / args.batch_size,
+            train_img_cpu_s=args.batch_size / cpu_train,
+        ))
+    ref = rows[0]
+    for row in rows:
+        row["params_x"] = row["params_m"] / ref["params_m"]
+        row["gflops_x"] = row["gflops"] / ref["gflops"]
+        row["train_x"] = row["train_img_s"] / ref["train_img_s"]
+        row["infer_x"] = row["infer_ms_img"] / ref["infer_ms_img"]
+        row["train_cpu_x"] = row["train_img_cpu_s"] / ref["train_img_cpu_s"]
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """A fixed-width table; ``x`` columns are ratios to the group's first row (the baseline)."""
+    head = (f"{'model':34s} {'grid':>5s} {'params M':>9s} {'x':>5s} {'GFLOPs':>7s} {'x':>5s} "
+            f"{'train img/s':>11s} {'x':>5s} {'img/cpu-s':>9s} {'x':>5s} {'infer ms/img':>12s} {'x':>5s}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        grid = "x".join(map(str, r["grid"]))
+        lines.append(
+            f"{r['label']:34s} {grid:>5s} {r['params_m']:9.2f} {r['params_x']:5.2f} {r['gflops']:7.3f} "
+            f"{r['gflops_x']:5.2f} {r['train_img_s']:11.1f} {r['train_x']:5.2f} {r['train_img_cpu_s']:9.1f} "
+            f"{r['train_cpu_x']:5.2f} {r['infer_ms_img']:12.2f} "
+            f"{r['infer_x']:5.2f}"
+        )
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m fer_lib bench`` / ``python -m fer_lib.bench``."""
+    parser.add_argument("--variants", default="small,medium,large",
+                        help="comma-separated: small, medium, large or full registry names (default: all three)")
+    parser.add_argument("--ablate", action="store_true",
+                        help="also time the small variant with each module switched off in turn")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
+    parser.add_argument("--iters", type=int, default=5, help="timed rounds per model (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--input-size", type=int, default=None, help="override config input_size for all models")
+    parser.add_argument("--stem", default=None, choices=["default", "no_maxpool"], help="override config stem")
+    parser.add_argument("--in-chans", type=int, default=None, choices=[1, 3], help="input channels (default 1)")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                        help="write the rows as JSON to PATH ('-' or no value: stdout instead of the table)")
+    parser.add_argument("--data", action="store_true",
+                        help="run the data-pipeline benchmark (fer_lib.data.bench.main) instead")
+    parser.add_argument("--data-args", default="", help="arguments passed to fer_lib.data.bench.main, one string")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark described by ``args``; returns the exit status."""
+    if args.data:
+        try:
+            from fer_lib.data.bench import main as data_main
+        except ImportError as e:
+            print(f"error: the data benchmark is not available ({e}); is fer_lib.data.bench installed?",
+                  file=sys.stderr)
+            return 1
+        return int(data_main(shlex.split(args.data_args)) or 0)
+    if args.batch_size < 2 or args.iters < 1 or args.warmup < 0:
+        print("error: need --batch-size >= 2 (BatchNorm in training), --iters >= 1, --warmup >= 0", file=sys.stderr)
+        return 2
+    try:
+        device = resolve_device(args.device)
+        names = [SHORT.get(v.strip(), v.strip()) for v in args.variants.split(",") if v.strip()]
+        for n in names:
+            model_config(n)  # validates the name with a clear message
+    except (RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    groups = []
+    for name in names:
+        base = "baseline_" + model_config(name).backbone
+        specs = [(base, base, {})] + ([] if name == base else [(name, name, {})])
+        if args.ablate and name == "sota_resemote_small":
+            specs += [(f"{name} -{s}", name, {s: False}) for s in SOTAResEmoteConfig.SWITCHES]
+            specs.append((f"{name} all off", name, {s: False for s in SOTAResEmoteConfig.SWITCHES}))
+        groups.append(bench_group(specs, args, device))
+    rows = [r for g in groups for r in g]
+    if args.json != "-":
+        threads = torch.get_num_threads()
+        print(f"device={device} threads={threads} batch={args.batch_size} iters={args.iters} (fastest round); "
+              "x = ratio to the first row of each group (its baseline)")
+        for g in groups:
+            print(format_rows(g) + "\n")
+    if args.json is not None:
+        text = json.dumps(rows, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fer_lib.bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The model registry: every model of ``fer_lib`` is created by name here.
+
+Names: ``sota_resemote_small|medium|large`` (timm ``resnet18|34|50``) and ``baseline_resnet18|34|50`` (the same
+backbone, stem and input size with a plain average-pooled linear head). All are :class:`SOTAResEmote` built from
+:data:`PRESETS`; a baseline is the SOTA config with every module switched off.
+
+Grad-CAM target (one place, :data:`GRADCAM_TARGETS`): the module whose output is the model's final conv map
+``[B, C, h, w]``, the map every head reads, with gradients flowing to the logits:
+
+* SOTA variants: ``feature_map`` (an ``nn.Identity`` after fusion and CBAM; 256 or 384 channels on 6x6 at 48x48
+  input). Whatever the switches, it is the last conv map; with fusion it is on the middle stage's grid.
+* baselines: ``backbone.layer4`` (the last ResNet stage, 3x3 at 48x48 input; the same tensor as ``feature_map``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+import fer_lib
+from fer_lib.models.sota_resemote import PRESETS, SOTAResEmote, SOTAResEmoteConfig
+
+GRADCAM_TARGETS: dict[str, str] = {
+    "sota_resemote_small": "feature_map",
+    "sota_resemote_medium": "feature_map",
+    "sota_resemote_large": "feature_map",
+    "baseline_resnet18": "backbone.layer4",
+    "baseline_resnet34": "backbone.layer4",
+    "baseline_resnet50": "backbone.layer4",
+}
+"""Registered name -> dotted path (``model.get_submodule``) of the Grad-CAM target layer."""
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, SOTA variants first."""
+    return list(PRESETS)
+
+
+def model_config(name: str, **overrides) -> SOTAResEmoteConfig:
+    """The config of a registered name, with ``overrides`` (field names of :class:`SOTAResEmoteConfig`) applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model {name!r}; choose one of {list_models()}")
+    fields = {f.name for f in dataclasses.fields(SOTAResEmoteConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"create_model({name!r}): unknown option(s) {unknown}; valid options are {sorted(fields)}")
+    return SOTAResEmoteConfig(**{**PRESETS[name], **overrides})
+
+
+def create_model(
+    name: str, *, num_classes: int = fer_lib.NUM_CLASSES, in_chans: int = 1, pretrained: bool = False, **overrides
+) -> nn.Module:
+    """Create a registered model.
+
+    Args:
+        name: one of :func:`list_models`.
+        num_classes: output logits (7 for FER2013).
+        in_chans: 1 (grayscale) or 3 (the gray channel repeated).
+        pretrained: load timm's ImageNet backbone weights; without network access (and no cached copy) this
+            raises ``RuntimeError`` saying so.
+        **overrides: any :class:`SOTAResEmoteConfig` field, e.g. ``cbam=False`` for an ablation.
+
+    Returns:
+        A :class:`SOTAResEmote` in training mode with ``.config`` and ``.model_name``.
+
+    Example:
+        >>> model = create_model("sota_resemote_small", transformer=False).eval()
+        >>> model(torch.zeros(2, 1, 48, 48)).shape
+        torch.Size([2, 7])
+    """
+    cfg = model_config(name, num_classes=num_classes, in_chans=in_chans, **overrides)
+    return SOTAResEmote(cfg, model_name=name, pretrained=pretrained)
+
+
+def build_model(name: str, config_dict: dict) -> nn.Module:
+    """Rebuild a model from a checkpoint's ``model_name`` and ``model_config`` (``cfg.to_dict()``), untrained.
+
+    Load the weights afterwards with ``model.load_state_dict(ckpt["model"])``.
+    """
+    if not isinstance(config_dict, dict):
+        raise TypeError(f"build_model: config_dict must be a dict (cfg.to_dict()), got {type(config_dict).__name__}")
+    return SOTAResEmote(SOTAResEmoteConfig.from_dict(config_dict), model_name=name)
+
+
+def gradcam_target_layer(model: nn.Module) -> nn.Module:
+    """The Grad-CAM target layer of a registered model (see :data:`GRADCAM_TARGETS`).
+
+    Models with an unregistered ``model_name`` fall back to their ``feature_map`` module.
+    """
+    name = getattr(model, "model_name", None)
+    path = GRADCAM_TARGETS.get(name, "feature_map")
+    try:
+        return model.get_submodule(path)
+    except AttributeError as e:
+        raise ValueError(
+            f"gradcam_target_layer: model {name!r} has no submodule {path!r}; build it with "
+            "fer_lib.models.create_model or add it to GRADCAM_TARGETS"
+        ) from e
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = [
+    "GRADCAM_TARGETS", "build_model", "count_parameters", "create_model", "gradcam_target_layer", "list_models",
+    "model_config",
+]

@@ -1,0 +1,291 @@
+"""SOTAResEmote: a timm ResNet with switchable attention modules for 48x48 facial-expression images.
+
+Data flow (``h x w`` is the fusion grid; shapes for ``sota_resemote_small`` on a ``[B, 1, 48, 48]`` input)::
+
+    x [B,1,48,48] -(resize to input_size)-> ResNet stem + stages (features_only, last three stages)
+      stages: [B,128,12,12], [B,256,6,6], [B,512,3,3]      --aux--> two AuxHeads (training only)
+      --fusion--> [B,256,6,6] --cbam--> [B,256,6,6] = feature_map        (forward_features ends here)
+      feature_map --gem/avg--> [B,256]
+                  --region--> [B,4,256]  --anchor--> [B,12,256]
+                  --transformer(map tokens + region + anchor tokens)--> class token [B,256]
+      head: dropout -> linear on concat(pooled map, class token)  -> logits [B,7]
+
+With the transformer off, the region and anchor features are flattened into the head instead. With every
+switch off the model *is* the baseline: backbone last stage -> average pooling -> (dropout) -> linear.
+
+Resolution choice (measured in ``docs/results/models.md``): a stock ResNet reduces 48x48 by 32 to a 2x2 last
+stage, too small for spatial attention. Dropping the stem max-pool (``stem="no_maxpool"``) reduces by 16 instead,
+giving 12x12 / 6x6 / 3x3 stage maps at the native 48x48 input -- the same maps as upsampling to 96x96 with
+the stock stem, at a lower cost (the 7x7 stem conv runs on 48x48 instead of 96x96) and with no interpolated
+pixels. Fusion then works on the middle stage's 6x6 grid (``fusion_grid="middle"``), so every attention module
+sees 36 cells. Baselines use the same stem and input size, so comparisons are fair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_lib.models.anchor_attention import AnchorAttention
+from fer_lib.models.cbam import CBAM
+from fer_lib.models.fusion import StageFusion
+from fer_lib.models.gem import GeM
+from fer_lib.models.heads import AuxHead, ClassifierHead
+from fer_lib.models.region_attention import RegionAttention
+from fer_lib.models.transformer_refine import TransformerRefine
+
+HUB_HELP = "no internet / HF hub unreachable; use pretrained=False or set HF_HUB_OFFLINE with a cached copy"
+STEMS = ("default", "no_maxpool")
+FUSION_GRIDS = ("last", "middle")
+
+
+class ModelOutput(NamedTuple):
+    """What ``forward`` returns in training mode.
+
+    Attributes:
+        logits: ``[B, num_classes]``.
+        aux_logits: one ``[B, num_classes]`` per auxiliary head (an empty tuple when ``aux`` is off).
+    """
+
+    logits: torch.Tensor
+    aux_logits: tuple[torch.Tensor, ...]
+
+
+@dataclass
+class SOTAResEmoteConfig:
+    """Everything that defines a SOTAResEmote model; an ablation is a config.
+
+    Presets (see ``PRESETS``; the switches are fusion, cbam, region, anchor, transformer, gem, aux)::
+
+        name                  backbone  switches  fusion_dim  transformer dim/depth  drop_path  dropout
+        sota_resemote_small   resnet18  all on    256         256 / 2                0.05       0.2
+        sota_resemote_medium  resnet34  all on    256         256 / 2                0.1        0.3
+        sota_resemote_large   resnet50  all on    384         384 / 3                0.1        0.3
+        baseline_resnetXX     same      all off   -           -                      0.0        0.0
+
+    All variants take ``[B, in_chans, 48, 48]`` and use ``input_size=48, stem="no_maxpool"`` by default.
+    Measured on resnet18 (``docs/results/models.md``, shared 2-core CPU, 1 thread): 48 + stock stem gives
+    6/3/2 stage grids (0.19 GFLOPs/image); 48 + ``no_maxpool`` gives 12/6/3 (0.63 GFLOPs); upsampling to 96
+    with the stock stem gives the same 12/6/3 maps for 0.64 GFLOPs and ~8% fewer training images per CPU-second;
+    96 + ``no_maxpool`` gives 24/12/6 at 2.5 GFLOPs (~4x the cost).
+    """
+
+    backbone: str = "resnet18"  # timm model name, built with features_only=True (last three stages)
+    num_classes: int = 7  # output logits
+    in_chans: int = 1  # 1 = grayscale (default), 3 = gray repeated; timm adapts pretrained stem weights
+    input_size: int = 48  # the model resizes its input to input_size x input_size first (48 = no resize)
+    stem: str = "no_maxpool"  # "default" (stride 4, 48 -> 2x2 last stage) | "no_maxpool" (stride 2, -> 3x3)
+    drop_path_rate: float = 0.05  # stochastic depth in the backbone's residual blocks (timm)
+    fusion: bool = True  # fuse the last three stages (1x1 conv+BN+ReLU each, weighted sum)
+    fusion_dim: int = 256  # common width D of the fused map
+    fusion_grid: str = "middle"  # grid of the fused map: "last" (3x3 at 48) or "middle" (6x6 at 48)
+    cbam: bool = True  # CBAM channel + spatial attention on the (fused) map
+    cbam_reduction: int = 16  # CBAM channel-MLP reduction ratio
+    cbam_kernel: int = 7  # CBAM spatial conv size
+    region: bool = True  # facial-region attention (eyes+brows, nose, mouth, face)
+    anchor: bool = True  # learnable landmark anchors (12 points)
+    anchor_sigma: float = 0.12  # initial anchor width in image units
+    transformer: bool = True  # transformer over map + region + anchor tokens with a class token
+    transformer_dim: int = 256  # token width E
+    transformer_depth: int = 2  # encoder layers
+    transformer_heads: int = 4  # attention heads
+    gem: bool = True  # GeM pooling of the map (off: average pooling)
+    gem_p: float = 3.0  # initial GeM exponent
+    aux: bool = True  # auxiliary heads on the two earlier stages (training only)
+    dropout: float = 0.2  # dropout before the final linear layer
+
+    SWITCHES = ("fusion", "cbam", "region", "anchor", "transformer", "gem", "aux")
+
+    def __post_init__(self):
+        if self.stem not in STEMS:
+            raise ValueError(f"SOTAResEmoteConfig.stem={self.stem!r}; choose one of {STEMS}")
+        if self.fusion_grid not in FUSION_GRIDS:
+            raise ValueError(f"SOTAResEmoteConfig.fusion_grid={self.fusion_grid!r}; choose one of {FUSION_GRIDS}")
+        if self.in_chans not in (1, 3):
+            raise ValueError(f"SOTAResEmoteConfig.in_chans={self.in_chans}; use 1 (grayscale) or 3 (gray x3)")
+        if self.input_size < 32:
+            raise ValueError(f"SOTAResEmoteConfig.input_size={self.input_size} is too small; use 48 or more")
+
+    def to_dict(self) -> dict:
+        """Plain ``dict`` of the fields (safe for ``torch.save`` + ``torch.load(weights_only=True)``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SOTAResEmoteConfig:
+        """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys raise ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"SOTAResEmoteConfig: unknown field(s) {unknown}; valid fields are {sorted(names)}")
+        return cls(**d)
+
+    def with_all_off(self) -> SOTAResEmoteConfig:
+        """A copy with every module switched off (the baseline architecture on the same backbone)."""
+        return dataclasses.replace(self, **{s: False for s in self.SWITCHES})
+
+
+_OFF = {s: False for s in SOTAResEmoteConfig.SWITCHES}
+_BASE_OFF = dict(_OFF, drop_path_rate=0.0, dropout=0.0)
+PRESETS: dict[str, dict] = {
+    "sota_resemote_small": dict(backbone="resnet18", drop_path_rate=0.05, dropout=0.2),
+    "sota_resemote_medium": dict(backbone="resnet34", drop_path_rate=0.1, dropout=0.3),
+    "sota_resemote_large": dict(
+        backbone="resnet50", fusion_dim=384, transformer_dim=384, transformer_depth=3, transformer_heads=6,
+        drop_path_rate=0.1, dropout=0.3,
+    ),
+    "baseline_resnet18": dict(backbone="resnet18", **_BASE_OFF),
+    "baseline_resnet34": dict(backbone="resnet34", **_BASE_OFF),
+    "baseline_resnet50": dict(backbone="resnet50", **_BASE_OFF),
+}
+"""Config overrides per registered name (on top of the dataclass defaults)."""
+
+
+def create_backbone(cfg: SOTAResEmoteConfig, pretrained: bool = False) -> nn.Module:
+    """timm ``features_only`` backbone returning its last three stages, with the configured stem."""
+    if not timm.is_model(cfg.backbone):
+        raise ValueError(f"unknown timm backbone {cfg.backbone!r}; use e.g. 'resnet18', 'resnet34', 'resnet50'")
+    kwargs = dict(features_only=True, out_indices=(-3, -2, -1), in_chans=cfg.in_chans,
+                  drop_path_rate=cfg.drop_path_rate)
+    try:
+        backbone = timm.create_model(cfg.backbone, pretrained=pretrained, **kwargs)
+    except Exception as e:  # noqa: BLE001 - any download / cache failure gets the same actionable message
+        if not pretrained:
+            raise
+        raise RuntimeError(f"could not load pretrained {cfg.backbone!r} weights: {HUB_HELP} ({e})") from e
+    if cfg.stem == "no_maxpool":
+        if not hasattr(backbone, "maxpool"):
+            raise ValueError(f"stem='no_maxpool' needs a ResNet-like backbone with .maxpool; {cfg.backbone!r} has none")
+        backbone.maxpool = nn.Identity()
+    return backbone
+
+
+class SOTAResEmote(nn.Module):
+    """ResNet + (fusion, CBAM, region attention, anchor attention, transformer, GeM, aux heads), each switchable.
+
+    Args:
+        config: a :class:`SOTAResEmoteConfig`.
+        model_name: the registry name (stored for checkpoints and Grad-CAM lookup).
+        pretrained: load timm's ImageNet weights for the backbone (needs the HF hub or a cached copy).
+
+    Shapes:
+        ``forward(x [B, in_chans, 48, 48])``: eval -> logits ``[B, num_classes]``; train -> :class:`ModelOutput`.
+        ``forward_features(x)`` -> ``feature_map [B, D, h, w]``; ``forward_head(feature_map)`` -> logits.
+    """
+
+    def __init__(self, config: SOTAResEmoteConfig, model_name: str = "sota_resemote_custom", pretrained=False):
+        super().__init__()
+        cfg = self.config = config
+        self.model_name = model_name
+        self.backbone = create_backbone(cfg, pretrained)
+        chans = self.backbone.feature_info.channels()
+        grids = self._stage_grids()
+        self.aux_heads = nn.ModuleList(AuxHead(c, cfg.num_classes) for c in chans[:-1]) if cfg.aux else None
+        if cfg.fusion:
+            target = -1 if cfg.fusion_grid == "last" else -2
+            self.fusion = StageFusion(tuple(chans), cfg.fusion_dim, target_index=target)
+            dim, self.grid = cfg.fusion_dim, grids[target]
+        else:
+            self.fusion, dim, self.grid = None, chans[-1], grids[-1]
+        self.num_features = dim
+        self.cbam = CBAM(dim, cfg.cbam_reduction, cfg.cbam_kernel) if cfg.cbam else None
+        self.feature_map = nn.Identity()  # the final conv map: Grad-CAM target (see registry.GRADCAM_TARGETS)
+        self.region = RegionAttention(dim) if cfg.region else None
+        self.anchor = AnchorAttention(dim, sigma=cfg.anchor_sigma) if cfg.anchor else None
+        n_extra = (len(self.region.region_names) if self.region else 0) + (
+            len(self.anchor.anchor_names) if self.anchor else 0)
+        self.transformer = None
+        if cfg.transformer:
+            self.transformer = TransformerRefine(dim, self.grid, cfg.transformer_dim, cfg.transformer_depth,
+                                                 cfg.transformer_heads, num_extra=n_extra)
+        self.pool = GeM(cfg.gem_p) if cfg.gem else None
+        head_in = dim + (cfg.transformer_dim if cfg.transformer else n_extra * dim)
+        self.head = ClassifierHead(head_in, cfg.num_classes, cfg.dropout)
+
+    @torch.no_grad()
+    def _stage_grids(self) -> list[tuple[int, int]]:
+        was_training = self.backbone.training
+        self.backbone.eval()
+        size = self.config.input_size
+        feats = self.backbone(torch.zeros(1, self.config.in_chans, size, size))
+        self.backbone.train(was_training)
+        return [tuple(f.shape[-2:]) for f in feats]
+
+    # ---- pieces -------------------------------------------------------------------------------------------
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.config.in_chans:
+            raise ValueError(
+                f"{self.model_name}: expected input [B, {self.config.in_chans}, 48, 48], got {list(x.shape)}; "
+                "use fer_lib.data.preprocess(images, channels=model.config.in_chans)"
+            )
+        s = self.config.input_size
+        if x.shape[-2:] != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+        return x
+
+    def _features(self, x: torch.Tensor, maps: dict | None = None):
+        stages = self.backbone(self._check_input(x))
+        fmap = self.fusion(stages) if self.fusion is not None else stages[-1]
+        if self.cbam is not None:
+            fmap, where = self.cbam.forward_with_map(fmap)
+            if maps is not None:
+                maps["cbam"] = [where]
+        return self.feature_map(fmap), stages
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, in_chans, 48, 48]`` -> the final conv map ``[B, D, h, w]`` (after fusion and CBAM)."""
+        return self._features(x)[0]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False, maps: dict | None = None) -> torch.Tensor:
+        """``feature_map [B, D, h, w]`` -> logits ``[B, num_classes]`` (or the head input when ``pre_logits``)."""
+        pooled = self.pool(x) if self.pool is not None else x.mean(dim=(2, 3))
+        extra = []
+        if self.region is not None:
+            feats, rmaps = self.region(x)
+            extra.append(feats)
+            if maps is not None:
+                maps["regions"], maps["region_names"] = rmaps, list(self.region.region_names)
+        if self.anchor is not None:
+            feats, _ = self.anchor(x)
+            extra.append(feats)
+            if maps is not None:
+                maps["anchors"] = self.anchor.anchor_positions().detach()
+                maps["anchor_names"] = list(self.anchor.anchor_names)
+        if self.transformer is not None:
+            cls, attn = self.transformer(x, torch.cat(extra, dim=1) if extra else None)
+            parts = [pooled, cls]
+            if maps is not None:
+                maps["transformer"] = attn
+        else:
+            parts = [pooled] + [e.flatten(1) for e in extra]
+        feats = torch.cat(parts, dim=1) if len(parts) > 1 else pooled
+        return feats if pre_logits else self.head(feats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | ModelOutput:
+        fmap, stages = self._features(x)
+        logits = self.forward_head(fmap)
+        if not self.training:
+            return logits
+        aux = tuple(h(s) for h, s in zip(self.aux_heads, stages[:-1])) if self.aux_heads is not None else ()
+        return ModelOutput(logits, aux)
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """Run ``x [B, in_chans, 48, 48]`` and collect the maps of the modules that are on.
+
+        Returns:
+            dict with ``"logits"`` ``[B, num_classes]``, ``"token_grid"`` ``(h, w)`` (the grid every map is on)
+            and, only for modules switched on: ``"cbam"`` (list of ``[B, 1, h, w]`` spatial gates),
+            ``"regions"`` ``[B, R, h, w]`` + ``"region_names"``, ``"anchors"`` ``[K, 2]`` (x, y) in ``[0, 1]``
+            image coordinates + ``"anchor_names"``, ``"transformer"`` (list of ``[B, heads, T, T]``, token 0 is
+            the class token, then the ``h*w`` map cells row by row, then regions, then anchors).
+            Call it under ``torch.no_grad()`` for plotting; the model's train/eval mode is left as it is.
+        """
+        maps: dict = {"token_grid": tuple(self.grid)}
+        fmap, _ = self._features(x, maps)
+        maps["logits"] = self.forward_head(fmap, maps=maps)
+        return maps

@@ -1,0 +1,70 @@
+"""fer_lib.bench: FLOP counting, the rows and ratios it reports, JSON output, errors and --data delegation."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from fer_lib import bench
+from fer_lib.models import SOTAResEmoteConfig, count_parameters, create_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_count_gflops_matches_hand_count():
+    conv = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+    # 48*48 outputs x 4 channels x 9 multiply-adds (1 input channel), 2 FLOPs each.
+    assert bench.count_gflops(conv, 1, torch.device("cpu")) * 1e9 == pytest.approx(2 * 48 * 48 * 4 * 9)
+    model = create_model("baseline_resnet18")
+    # The ResNet forward is dominated by convs: at least the stem conv (7x7, 64 ch, 24x24 out) is counted.
+    assert bench.count_gflops(model, 1, torch.device("cpu")) * 1e9 > 2 * 24 * 24 * 64 * 49
+
+
+def test_bench_rows_ratios_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--variants", "small", "--ablate", "--batch-size", "2", "--iters", "1", "--warmup", "0",
+                     "--json", str(out)])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "baseline_resnet18" in table and "sota_resemote_small -cbam" in table
+    rows = json.loads(out.read_text())
+    labels = [r["label"] for r in rows]
+    switches = SOTAResEmoteConfig.SWITCHES
+    assert labels == ["baseline_resnet18", "sota_resemote_small"] + [f"sota_resemote_small -{s}" for s in switches] \
+        + ["sota_resemote_small all off"]
+    base, small, all_off = rows[0], rows[1], rows[-1]
+    for key in ("params_x", "gflops_x", "train_x", "infer_x"):
+        assert base[key] == 1.0
+    assert small["params_m"] == pytest.approx(count_parameters(create_model("sota_resemote_small")) / 1e6)
+    assert small["gflops_x"] > 1.0 and small["params_x"] > 1.0
+    assert all_off["params_x"] == pytest.approx(1.0) and all_off["gflops_x"] == pytest.approx(1.0, rel=1e-3)
+    assert small["grid"] == [6, 6] and base["grid"] == [3, 3]
+    assert all(r["train_img_s"] > 0 and r["infer_ms_img"] > 0 for r in rows)
+
+
+def test_bench_bad_variant_and_device(capsys):
+    assert bench.main(["--variants", "tiny"]) == 2
+    assert "error: unknown model 'tiny'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert bench.main(["--device", "cuda"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_bench_data_delegates(monkeypatch):
+    seen = []
+    fake = types.ModuleType("fer_lib.data.bench")
+    fake.main = lambda argv=None: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "fer_lib.data.bench", fake)
+    assert bench.main(["--data", "--data-args", "--n 10 --quick"]) == 0
+    assert seen == [["--n", "10", "--quick"]]
