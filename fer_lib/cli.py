@@ -1,0 +1,112 @@
+"""``python -m fer_lib {train,evaluate,predict,bench,demo}``: the command line.
+
+Each command lives in its own module that exposes ``add_arguments(parser)`` and ``run(args) -> int``; the module
+is imported only when its command is used, so ``python -m fer_lib --help`` starts in a fraction of a second and a
+missing module gives one clear error. Every error ends the process with one line ``error: ...`` on stderr and
+a non-zero exit code (set ``FER_DEBUG=1`` to see the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+#: command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("fer_lib.train.command", "train a model (presets: demo, cpu, gpu); torchrun for several GPUs"),
+    "evaluate": ("fer_lib.evaluate", "evaluate a checkpoint on any split (metrics, calibration, TTA, JSON report)"),
+    "predict": ("fer_lib.predict", "predict the emotion of faces in photos"),
+    "bench": ("fer_lib.bench", "benchmark model speed"),
+    "demo": ("fer_lib.demo", "train, evaluate and explain in one go (what `make demo` runs)"),
+}
+
+EPILOG = """examples:
+  python -m fer_lib demo --preset demo
+  python -m fer_lib train --preset cpu --data-root ../shared/fer2013
+  torchrun --nproc_per_node 2 -m fer_lib train --preset gpu
+  python -m fer_lib evaluate --checkpoint runs/cpu/best.pt --split PrivateTest --tta flip
+"""
+
+
+class CommandUnavailable(RuntimeError):
+    """The module behind a command cannot be imported."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line too (``error: ...`` and exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def load_command(name: str):
+    """Import the module behind command ``name`` (it must define ``add_arguments`` and ``run``)."""
+    module_name = COMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (e.name == module_name or module_name.startswith(e.name + ".")):
+            raise CommandUnavailable(f"command {name!r} is not available: module {module_name} is missing "
+                                     "from this installation") from e
+        raise
+    for attr in ("add_arguments", "run"):
+        if not hasattr(module, attr):
+            raise CommandUnavailable(f"command {name!r}: {module_name} does not define {attr}()")
+    return module
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top parser; only ``command``'s module is imported to add its arguments."""
+    parser = _Parser(prog="python -m fer_lib", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Facial emotion recognition on FER2013: train, evaluate, predict, benchmark, demo.")
+    from fer_lib import __version__
+
+    parser.add_argument("--version", action="version", version=f"fer_lib {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            module = load_command(name)
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
+    return parser
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, KeyError):  # str(KeyError) adds quotes
+        msg = " ".join(str(e.args[0]).split()) if e.args else msg
+    return msg
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m fer_lib`` and the ``fer-lib`` script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        parser = build_parser(command if command in COMMANDS else None)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help, --version, usage errors (already printed as one line)
+            return int(e.code or 0)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI turns every failure into one line
+        if os.environ.get("FER_DEBUG"):
+            raise
+        known = ("CommandUnavailable", "FERDataError", "CheckpointError", "FloatingPointError", "ValueError",
+                 "FileNotFoundError", "KeyError")
+        prefix = "" if type(e).__name__ in known else f"{type(e).__name__}: "
+        print(f"error: {prefix}{_one_line(e)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

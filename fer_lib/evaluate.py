@@ -1,0 +1,278 @@
+"""Evaluate a model on any split: metrics, calibration, test-time augmentation and a JSON report.
+
+>>> from fer_lib.data import load_fer2013, split_by_name
+>>> from fer_lib.train import load_model
+>>> from fer_lib.evaluate import evaluate_model
+>>> data = load_fer2013()
+>>> report = evaluate_model(load_model("runs/cpu/best.pt"), split_by_name(data, "PublicTest"), tta="flip",
+...                         data=data, checkpoint="runs/cpu/best.pt")
+>>> print(report.summary()); report.save("runs/cpu/eval_publictest.json")
+
+Test-time augmentation (TTA), always deterministic; probabilities (softmax) are averaged over the views:
+
+* ``"none"``: the image as is.
+* ``"flip"``: the image and its horizontal mirror (faces are roughly left-right symmetric).
+* ``"tencrop"``: the image resized to 52x52 (bilinear), its 4 corner and centre 48x48 crops, and the
+  mirror of each: 10 views (the "10-crop" of Krizhevsky et al. 2012, https://papers.nips.cc/paper/4824,
+  adapted to 48x48 faces). Bilinear resizing commutes with the affine normalisation, so views are built from
+  the normalised input.
+
+Command line: ``python -m fer_lib evaluate --checkpoint runs/cpu/best.pt --split PrivateTest --tta flip``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_lib import EMOTIONS
+from fer_lib.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    plot_confusion,
+    plot_reliability,
+    reliability_bins,
+)
+
+TTA_MODES = ("none", "flip", "tencrop")
+N_BINS = 15
+_TENCROP_SIZE = 52
+
+
+def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """The deterministic views of a normalised batch ``x`` ``[B, C, 48, 48]`` for TTA ``mode``.
+
+    Returns:
+        1 (``none``), 2 (``flip``) or 10 (``tencrop``) tensors of shape ``[B, C, 48, 48]``.
+    """
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown tta {mode!r}; choose one of {TTA_MODES}")
+    if mode == "none":
+        return [x]
+    if mode == "flip":
+        return [x, x.flip(-1)]
+    h, w = x.shape[-2:]
+    big = F.interpolate(x, size=(_TENCROP_SIZE, _TENCROP_SIZE), mode="bilinear", align_corners=False)
+    d = _TENCROP_SIZE - h
+    offsets = [(0, 0), (0, d), (d, 0), (d, d), (d // 2, d // 2)]
+    crops = [big[..., i : i + h, j : j + w] for i, j in offsets]
+    return crops + [c.flip(-1) for c in crops]
+
+
+def model_channels(model: nn.Module) -> int:
+    """Input channels the model expects (``config.in_chans``, ``in_chans``, else its first convolution)."""
+    for owner in (getattr(model, "config", None), model):
+        value = getattr(owner, "in_chans", None)
+        if isinstance(value, int):
+            return value
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.in_channels
+    return 1
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, images, tta: str = "none", *, batch_size: int = 256, device=None) -> torch.Tensor:
+    """Class probabilities for ``uint8`` images, averaged over the TTA views.
+
+    Args:
+        model: any classifier on ``[B, C, 48, 48]`` (put in eval mode here); logits or ``ModelOutput``.
+        images: ``uint8`` ``[N, 48, 48]`` (tensor or numpy), as stored in ``FERSplit.images``.
+        tta: ``"none"``, ``"flip"`` or ``"tencrop"`` (see the module docstring).
+        batch_size: images per forward pass (``tencrop`` feeds 10x as many views).
+        device: defaults to the model's device.
+
+    Returns:
+        ``float32 [N, 7]`` on the CPU, rows summing to 1.
+    """
+    from fer_lib.data import preprocess
+
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown tta {tta!r}; choose one of {TTA_MODES}")
+    model.eval()
+    device = device or next(model.parameters()).device
+    channels = model_channels(model)
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = preprocess(images[i : i + batch_size], channels=channels, device=device)
+        views = tta_views(x, tta)
+        logits = model(torch.cat(views))
+        logits = logits.logits if hasattr(logits, "logits") else logits
+        probs = logits.float().softmax(-1).view(len(views), len(x), -1).mean(0)
+        out.append(probs.cpu())
+    return torch.cat(out)
+
+
+@dataclass
+class EvalReport:
+    """Everything one evaluation measured; :meth:`to_json` always names split, data, checkpoint and TTA.
+
+    Attributes:
+        split: the split's name (e.g. ``"PrivateTest"``). n: images evaluated.
+        accuracy, macro_f1, ece (15 bins), nll (mean negative log-likelihood).
+        per_class: ``{class: {precision, recall, f1, support}}``. confusion: counts ``[7][7]`` (true x predicted).
+        reliability: :func:`fer_lib.metrics.reliability_bins`. tta: the TTA mode.
+        data: ``{"synthetic", "form", "source", "path", "fingerprint"}``. checkpoint: path or ``None``.
+        model_name: the architecture. notes: caveats (e.g. evaluating on the training split).
+        probs / labels: the raw predictions (kept in memory for plots; not written to JSON).
+    """
+
+    split: str
+    n: int
+    accuracy: float
+    macro_f1: float
+    ece: float
+    nll: float
+    per_class: dict
+    confusion: list
+    reliability: dict
+    tta: str
+    data: dict
+    checkpoint: str | None
+    model_name: str
+    class_names: list = field(default_factory=lambda: list(EMOTIONS))
+    notes: list = field(default_factory=list)
+    probs: np.ndarray | None = field(default=None, repr=False)
+    labels: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("probs")
+        d.pop("labels")
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_json` to ``path`` (folders created)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json())
+        return path
+
+    def summary(self) -> str:
+        kind = "SYNTHETIC faces (not FER2013)" if self.data.get("synthetic") else "FER2013"
+        lines = [f"{self.model_name} on {kind} {self.split} ({self.n} images), TTA {self.tta}: "
+                 f"accuracy {self.accuracy:.4f}  macro-F1 {self.macro_f1:.4f}  ECE {self.ece:.4f}  NLL {self.nll:.4f}"]
+        lines += [f"  {k:9s} P {v['precision']:.3f}  R {v['recall']:.3f}  F1 {v['f1']:.3f}  n {v['support']}"
+                  for k, v in self.per_class.items()]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def plot_confusion(self, ax=None):
+        return plot_confusion(self.confusion, self.class_names, title=f"{self.split} (row-normalised)", ax=ax)
+
+    def plot_reliability(self, ax=None):
+        return plot_reliability(self.reliability, self.ece, title=f"reliability, {self.split}", ax=ax)
+
+
+def data_info(data, root=None) -> dict:
+    """The report's ``data`` block for a :class:`fer_lib.data.FERData` (``None``: unknown)."""
+    if data is None:
+        return {"synthetic": None, "form": None, "source": None, "path": None, "fingerprint": None}
+    return {"synthetic": bool(data.synthetic), "form": data.form, "source": data.source,
+            "path": str(root) if root is not None else None, "fingerprint": data.fingerprint}
+
+
+def evaluate_model(model: nn.Module, split, tta: str = "none", *, data=None, checkpoint=None, root=None,
+                   batch_size: int = 256, device=None) -> EvalReport:
+    """Evaluate ``model`` on a :class:`fer_lib.data.FERSplit` (anything with ``name``, ``images``, ``labels``).
+
+    Args:
+        model: the classifier (eval mode is set).
+        split: the split; its ``name`` goes into the report.
+        tta: ``"none" | "flip" | "tencrop"``.
+        data: the ``FERData`` the split came from (names the source in the report).
+        checkpoint: the checkpoint path, for the report.
+        root: the data path, for the report.
+
+    Returns:
+        An :class:`EvalReport`.
+    """
+    probs = predict_proba(model, split.images, tta, batch_size=batch_size, device=device)
+    labels = split.labels.cpu() if isinstance(split.labels, torch.Tensor) else torch.as_tensor(split.labels)
+    if len(labels) == 0:
+        raise ValueError(f"split {split.name!r} is empty: nothing to evaluate")
+    m = classification_metrics(labels, probs.argmax(1))
+    nll = float(F.nll_loss(probs.clamp_min(1e-12).log(), labels.long()).item())
+    notes = []
+    if str(split.name).lower() in ("training", "train"):
+        notes.append("evaluated on the TRAINING split: this measures fit, not generalisation")
+    return EvalReport(
+        split=str(split.name), n=len(labels), accuracy=m["accuracy"], macro_f1=m["macro_f1"],
+        ece=expected_calibration_error(probs, labels, N_BINS), nll=nll, per_class=m["per_class"],
+        confusion=m["confusion"], reliability=reliability_bins(probs, labels, N_BINS), tta=tta,
+        data=data_info(data, root), checkpoint=str(checkpoint) if checkpoint else None,
+        model_name=str(getattr(model, "model_name", type(model).__name__)), notes=notes,
+        probs=probs.numpy(), labels=labels.numpy(),
+    )
+
+
+def save_figures(report: EvalReport, out_dir: str | Path, prefix: str = "") -> list[Path]:
+    """Save the confusion matrix and reliability diagram as PNGs; returns their paths."""
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, draw in (("confusion", report.plot_confusion), ("reliability", report.plot_reliability)):
+        fig = draw()
+        path = out_dir / f"{prefix}{name}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+# ---- command line: python -m fer_lib evaluate --------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a best.pt / last.pt written by `fer_lib train`")
+    parser.add_argument("--data-root", default=None,
+                        help="FER2013 in any form fer_lib.data reads (CSV, ICML CSV, Kaggle folders); default: search")
+    parser.add_argument("--data", choices=("fer2013", "synthetic"), default="fer2013",
+                        help="'synthetic' evaluates on the synthetic faces (for checkpoints trained on them)")
+    parser.add_argument("--split", default="PublicTest",
+                        help="split name: Training, PublicTest, PrivateTest (aliases: train, val, test, ...)")
+    parser.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
+    parser.add_argument("--out", default=None, help="folder for report.json and figures (default: beside the checkpoint)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--no-ema", action="store_true", help="use the raw weights even when the checkpoint has EMA")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fer_lib.data import FERDataError, load_fer2013, load_synthetic, split_by_name
+    from fer_lib.paths import find_fer2013
+    from fer_lib.train.checkpoint import load_model
+    from fer_lib.train.distributed import resolve_device
+
+    device = resolve_device(args.device)
+    model = load_model(args.checkpoint, device=device, use_ema=not args.no_ema)
+    if args.data == "synthetic":
+        root, data = None, load_synthetic()
+    else:
+        root = find_fer2013(args.data_root)
+        if root is None or not root.exists():
+            raise FERDataError(f"FER2013 not found at {root or 'the default places'}; pass --data-root PATH "
+                               "(or set FER2013_DIR), or --data synthetic")
+        data = load_fer2013(root)
+    split = split_by_name(data, args.split)
+    report = evaluate_model(model, split, args.tta, data=data, checkpoint=args.checkpoint, root=root,
+                            batch_size=args.batch_size, device=device)
+    fp = getattr(model, "data_fingerprint", None)
+    if fp and fp == data.fingerprint and split.name.lower() == "training":
+        report.notes.append("this checkpoint was trained on this very split")
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{split.name}_{args.tta}"
+    report.save(out / "report.json")
+    figs = save_figures(report, out)
+    print(report.summary())
+    print(f"report: {out / 'report.json'}; figures: {', '.join(str(p) for p in figs)}")
+    return 0

@@ -1,0 +1,42 @@
+"""Training: the recipe (:class:`TrainConfig`, :data:`PRESETS`), the loop (:func:`train`), checkpoints.
+
+>>> from fer_lib.train import preset_config, train, plot_history, load_model
+>>> result = train(preset_config("demo"), progress=True)
+>>> plot_history(result.history)
+>>> model = load_model(result.best_path)          # rebuilt from the file alone, eval mode
+
+The loop imports ``fer_lib.data`` and ``fer_lib.models`` inside :func:`train`, on first use.
+"""
+
+from __future__ import annotations
+
+from fer_lib.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    load_weights,
+    save_checkpoint,
+)
+from fer_lib.train.config import PRESETS, TrainConfig, preset_config
+from fer_lib.train.ema import ModelEMA
+from fer_lib.train.engine import TrainResult, plot_history, train
+from fer_lib.train.schedule import WarmupCosineSchedule, warmup_cosine_factor
+from fer_lib.train.steps import training_loss
+
+__all__ = [
+    "PRESETS",
+    "CheckpointError",
+    "ModelEMA",
+    "TrainConfig",
+    "TrainResult",
+    "WarmupCosineSchedule",
+    "load_checkpoint",
+    "load_model",
+    "load_weights",
+    "plot_history",
+    "preset_config",
+    "save_checkpoint",
+    "train",
+    "training_loss",
+    "warmup_cosine_factor",
+]

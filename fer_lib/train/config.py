@@ -1,0 +1,254 @@
+"""The training recipe as one dataclass, and the three named presets.
+
+A :class:`TrainConfig` holds *everything* that decides what a run computes (model, data, optimiser, schedule,
+regularisation, precision) plus a few runtime switches (device, output folder, time budget, logging) that do not
+change the maths. It is stored inside every checkpoint (:meth:`TrainConfig.to_dict`), so a checkpoint documents
+its own recipe, and ``resume`` refuses to continue a run whose recipe fields differ.
+
+Presets (:data:`PRESETS`, used by ``python -m fer_lib train --preset NAME``):
+
+* ``demo``: 2 epochs on a 3,000 / 1,000 image subset of FER2013 (or synthetic faces when FER2013 is absent);
+  meant to finish within 2 minutes on 2 CPU cores. Shows the whole pipeline, not a good model.
+* ``cpu``: the full FER2013 training split on 2 CPU cores in at most 60 minutes (time budget 58 minutes,
+  the cosine schedule planned for the full epoch count). Uses the stock (stride-4) stem for throughput.
+* ``gpu``: the full recipe for one GPU (Colab T4/A100): medium model, mixed precision, batch 256, mixup/cutmix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Fields that do not change what is computed; ``resume`` ignores them when it compares recipes.
+RUNTIME_FIELDS = frozenset(
+    {"name", "out_dir", "device", "max_minutes", "log_every", "num_threads", "resume", "compile", "data_root"}
+)
+
+
+@dataclass
+class TrainConfig:
+    """A complete training recipe.
+
+    Attributes:
+        name: run name; outputs go to ``out_dir/name/`` (``best.pt``, ``last.pt``, ``history.json``).
+        model: a name from ``fer_lib.models.list_models()``.
+        model_overrides: keyword overrides passed to ``create_model`` (e.g. ``{"drop_path_rate": 0.1}``).
+        in_chans: 1 (grayscale, default) or 3 (gray repeated), see ``docs/DESIGN.md``.
+        data: ``"auto"`` (FER2013 when found, else synthetic faces), ``"fer2013"`` (error when absent) or
+            ``"synthetic"``.
+        data_root: FER2013 location (any form ``fer_lib.data.load_fer2013`` reads); ``None`` searches.
+        train_split / val_split: split names (aliases accepted by ``fer_lib.data.split_by_name``).
+        subset_train / subset_val: stratified subset sizes (``None``: the whole split).
+        synthetic_train / synthetic_val: sizes of the synthetic splits when synthetic data is used.
+        epochs: planned epochs; the cosine schedule spans exactly these.
+        batch_size: per-process batch size (DDP: per rank).
+        eval_batch_size: batch size for validation.
+        optimizer: ``"adamw"`` (Loshchilov & Hutter, https://arxiv.org/abs/1711.05101) or ``"sgd"``
+            (momentum with Nesterov).
+        lr: peak learning rate (after warmup). weight_decay: decoupled (AdamW) or L2 (SGD) decay; never
+            applied to biases and normalisation weights.
+        momentum: SGD momentum (also AdamW beta1 is left at 0.9).
+        warmup_epochs: linear warmup length (may be fractional); then cosine decay to ``lr * min_lr_ratio``
+            (SGDR, https://arxiv.org/abs/1608.03983), stepped every optimiser step.
+        label_smoothing: Szegedy et al. 2016 (https://arxiv.org/abs/1512.00567).
+        aux_weight: weight of the mean auxiliary-head loss (``ModelOutput.aux_logits``); 0 switches it off.
+        augment: switch batched on-device augmentation (``fer_lib.data.Augment``) on/off.
+        augment_overrides: fields of ``fer_lib.data.AugmentConfig`` to change.
+        mixup_alpha / cutmix_alpha / mix_prob: mixup (https://arxiv.org/abs/1710.09412) and CutMix
+            (https://arxiv.org/abs/1905.04899); applied to a batch with probability ``mix_prob``.
+        ema / ema_decay: exponential moving average of the weights (Polyak averaging); validation and the
+            saved "best" use the EMA weights when on.
+        grad_clip: max global gradient norm (``None`` or 0: off).
+        amp: ``"auto"`` (bf16 on CUDA when supported, else fp16 with a GradScaler; off on CPU), ``"bf16"``,
+            ``"fp16"`` or ``"off"``.
+        channels_last: NHWC memory format (faster convolutions on GPUs with tensor cores).
+        compile: wrap the model in ``torch.compile``.
+        class_balance: ``"none"``, ``"loss"`` (class-weighted cross-entropy) or ``"sampler"`` (each epoch
+            resamples the training set with replacement); weights are ``(N / (K * count_k)) ** class_balance_power``.
+        class_balance_power: 1 = full inverse frequency, 0.5 = its square root (milder), 0 = none.
+        seed: seeds model initialisation, data order and augmentation; every epoch re-seeds from
+            ``(seed, epoch, rank)`` so that resumed runs repeat an uninterrupted run exactly.
+        deterministic: ``torch.use_deterministic_algorithms(True)`` and no cuDNN autotuning (slower).
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        max_minutes: wall-clock budget; training stops cleanly (with a message) before it would exceed it.
+        out_dir: parent folder of the run folder.
+        log_every: in ``progress=False`` mode, print a plain line every N steps (0: one line per epoch only).
+        num_threads: ``torch.set_num_threads`` for CPU runs (``None``: leave as is).
+        resume: a ``last.pt`` (or ``best.pt``) to continue from; the recipe and the data fingerprint must match.
+    """
+
+    name: str = "run"
+    model: str = "sota_resemote_small"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    in_chans: int = 1
+    data: str = "auto"
+    data_root: str | None = None
+    train_split: str = "Training"
+    val_split: str = "PublicTest"
+    subset_train: int | None = None
+    subset_val: int | None = None
+    synthetic_train: int = 2000
+    synthetic_val: int = 500
+    epochs: int = 30
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    label_smoothing: float = 0.1
+    aux_weight: float = 0.3
+    augment: bool = True
+    augment_overrides: dict[str, Any] = field(default_factory=dict)
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 0.0
+    ema: bool = True
+    ema_decay: float = 0.999
+    grad_clip: float | None = 5.0
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    class_balance: str = "none"
+    class_balance_power: float = 0.5
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    max_minutes: float | None = None
+    out_dir: str = "runs"
+    log_every: int = 0
+    num_threads: int | None = None
+    resume: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and what it accepts."""
+        choices = {
+            "data": ("auto", "fer2013", "synthetic"),
+            "optimizer": ("adamw", "sgd"),
+            "amp": ("auto", "bf16", "fp16", "off"),
+            "class_balance": ("none", "loss", "sampler"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"TrainConfig.{key}={getattr(self, key)!r} is not one of {allowed}")
+        positive = ("epochs", "batch_size", "eval_batch_size", "lr", "synthetic_train", "synthetic_val")
+        for key in positive:
+            if not getattr(self, key) > 0:
+                raise ValueError(f"TrainConfig.{key} must be > 0, got {getattr(self, key)!r}")
+        for key in ("subset_train", "subset_val"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ValueError(f"TrainConfig.{key} must be a positive image count or None, got {value!r}")
+        if self.in_chans not in (1, 3):
+            raise ValueError(f"TrainConfig.in_chans must be 1 or 3, got {self.in_chans!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"TrainConfig.ema_decay must be in (0, 1), got {self.ema_decay!r}")
+        if not 0.0 <= self.mix_prob <= 1.0:
+            raise ValueError(f"TrainConfig.mix_prob must be in [0, 1], got {self.mix_prob!r}")
+        if self.warmup_epochs < 0 or self.min_lr_ratio < 0 or self.aux_weight < 0:
+            raise ValueError("TrainConfig.warmup_epochs, min_lr_ratio and aux_weight must be >= 0")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"TrainConfig.max_minutes must be > 0 or None, got {self.max_minutes!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python dict (JSON- and ``weights_only``-safe)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def recipe_diff(self, other: TrainConfig | dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """Fields (outside :data:`RUNTIME_FIELDS`) where ``self`` and ``other`` differ: ``{field: (self, other)}``."""
+        mine, theirs = self.to_dict(), other if isinstance(other, dict) else other.to_dict()
+        return {
+            k: (mine[k], theirs.get(k))
+            for k in mine
+            if k not in RUNTIME_FIELDS and mine[k] != theirs.get(k)
+        }
+
+
+#: Named recipes; every value is a dict of :class:`TrainConfig` fields (overridable from the CLI).
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": dict(
+        name="demo",
+        model="sota_resemote_small",
+        model_overrides={"stem": "default"},  # stride-4 stock stem: ~3x cheaper than no_maxpool on CPU
+        data="auto",
+        subset_train=3000,
+        subset_val=1000,
+        synthetic_train=3000,
+        synthetic_val=1000,
+        epochs=2,
+        batch_size=64,
+        lr=2e-3,
+        warmup_epochs=0.3,
+        ema=True,
+        ema_decay=0.99,
+        num_threads=1,  # on a 2-core machine shared with other jobs, 2 threads spin-wait: 6.2 min vs 1.6 min
+    ),
+    "cpu": dict(
+        name="cpu",
+        model="sota_resemote_small",
+        model_overrides={"stem": "default"},  # docs/results/training.md: no_maxpool is ~3x slower on CPU
+        data="fer2013",
+        epochs=16,
+        batch_size=128,
+        lr=2e-3,
+        weight_decay=0.05,
+        warmup_epochs=1.0,
+        label_smoothing=0.1,
+        ema=True,
+        ema_decay=0.999,
+        max_minutes=58.0,
+    ),
+    "gpu": dict(
+        name="gpu",
+        model="sota_resemote_medium",
+        data="fer2013",
+        epochs=80,
+        batch_size=256,
+        lr=2e-3,
+        weight_decay=0.05,
+        warmup_epochs=3.0,
+        label_smoothing=0.1,
+        mixup_alpha=0.2,
+        cutmix_alpha=1.0,
+        mix_prob=0.5,
+        ema=True,
+        ema_decay=0.9998,
+        amp="auto",
+        channels_last=True,
+        class_balance="loss",
+        class_balance_power=0.3,
+    ),
+}
+
+
+def preset_config(preset: str, /, **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` of ``preset`` with ``overrides`` (any fields, e.g. ``name=``) applied.
+
+    Raises:
+        ValueError: unknown preset (the message lists the known ones) or a bad override.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return TrainConfig(**{**PRESETS[preset], **overrides})

@@ -1,0 +1,164 @@
+"""Everything :func:`fer_lib.train.train` builds before the first step: data, model, optimiser, loss, precision.
+
+Kept apart from the loop (``engine.py``) so each piece can be read, tested and reused on its own
+(the notebooks call :func:`load_training_data` and :func:`build_optimizer` directly).
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from fer_lib import NUM_CLASSES
+from fer_lib.train.config import TrainConfig
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and all CUDA devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A distinct, reproducible seed for ``(seed, epoch, rank)``: the loop re-seeds with it every epoch, so an
+    epoch's augmentation, mixing and dropout never depend on what ran before (exact ``resume``)."""
+    return (int(seed) * 1_000_003 + int(epoch) * 1_009 + int(rank) * 7 + 1) % 2**31
+
+
+def load_training_data(cfg: TrainConfig):
+    """The :class:`fer_lib.data.FERData` that ``cfg.data`` / ``cfg.data_root`` ask for.
+
+    ``"auto"`` uses FER2013 when ``fer_lib.paths.find_fer2013`` finds it and the synthetic faces otherwise;
+    an explicit ``data_root`` that does not exist is an error, never a silent fallback.
+    """
+    from fer_lib import data as fd
+    from fer_lib.paths import find_fer2013
+
+    if cfg.data == "synthetic":
+        return fd.load_synthetic(n_train=cfg.synthetic_train, n_val=cfg.synthetic_val, seed=0)
+    root = find_fer2013(cfg.data_root)
+    if cfg.data == "auto" and cfg.data_root is None and (root is None or not root.exists()):
+        return fd.load_synthetic(n_train=cfg.synthetic_train, n_val=cfg.synthetic_val, seed=0)
+    return fd.load_fer2013(root)
+
+
+def select_splits(cfg: TrainConfig, data):
+    """``(train_split, val_split)`` by name, each cut to its stratified subset size when one is set."""
+    from fer_lib.data import split_by_name
+
+    train_split = split_by_name(data, cfg.train_split)
+    val_split = split_by_name(data, cfg.val_split)
+    if cfg.subset_train is not None and cfg.subset_train < len(train_split):
+        train_split = train_split.subset(cfg.subset_train, seed=cfg.seed)
+    if cfg.subset_val is not None and cfg.subset_val < len(val_split):
+        val_split = val_split.subset(cfg.subset_val, seed=cfg.seed)
+    return train_split, val_split
+
+
+def class_weights(labels: torch.Tensor, power: float, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """Per-class weights ``(N / (K * n_k)) ** power``, rescaled so that the average weight per *sample* is 1.
+
+    ``power=1`` is full inverse frequency (every class counts equally), ``0.5`` its square root (milder; the rare
+    FER2013 class 'disgust' has 436 of 28,709 training images), ``0`` gives all ones. Classes absent from
+    ``labels`` get weight 0.
+
+    Returns:
+        ``float32 [num_classes]``.
+    """
+    counts = torch.bincount(labels.long().cpu(), minlength=num_classes).double()
+    n = counts.sum()
+    w = torch.where(counts > 0, (n / (num_classes * counts.clamp(min=1))) ** power, torch.zeros_like(counts))
+    w = w * n / (w * counts).sum()
+    return w.float()
+
+
+def balanced_indices(labels: torch.Tensor, power: float, seed: int) -> torch.Tensor:
+    """``len(labels)`` indices drawn with replacement, class ``k`` with probability ``∝ n_k * w_k``.
+
+    With ``power=1`` every class is drawn equally often. Deterministic for ``seed`` (the loop passes the epoch seed).
+    """
+    w = class_weights(labels, power)[labels.long().cpu()].double()
+    g = torch.Generator().manual_seed(seed)
+    return torch.multinomial(w, len(labels), replacement=True, generator=g)
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """``fer_lib.models.create_model(cfg.model, in_chans=cfg.in_chans, **cfg.model_overrides)``."""
+    from fer_lib.models import create_model
+
+    return create_model(cfg.model, num_classes=NUM_CLASSES, in_chans=cfg.in_chans, **cfg.model_overrides)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD (Nesterov); no weight decay on biases and normalisation weights (1-d parameters),
+    as in Goyal et al. 2017 (https://arxiv.org/abs/1706.02677)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Mixed-precision policy: ``dtype`` for autocast (``None``: full fp32) and whether fp16 needs a GradScaler."""
+
+    dtype: torch.dtype | None
+    device_type: str
+
+    @property
+    def use_scaler(self) -> bool:
+        return self.dtype == torch.float16
+
+    def autocast(self):
+        """``torch.autocast`` context (a no-op context when off)."""
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+    def __str__(self) -> str:
+        return "fp32" if self.dtype is None else str(self.dtype).replace("torch.", "")
+
+
+def precision_for(amp: str, device: torch.device) -> Precision:
+    """Resolve ``cfg.amp`` for ``device``.
+
+    ``"auto"``: bf16 on CUDA GPUs with native bf16 (compute capability >= 8: A100, H100, RTX 30xx+), fp16 with a
+    GradScaler on older ones (T4, V100), fp32 elsewhere. bf16 has fp32's exponent range, so it needs no loss
+    scaling (Kalamkar et al. 2019, https://arxiv.org/abs/1905.12322); fp16 does (Micikevicius et al. 2018,
+    https://arxiv.org/abs/1710.03740).
+
+    Raises:
+        ValueError: ``"fp16"`` off CUDA.
+    """
+    if amp == "off":
+        return Precision(None, device.type)
+    if device.type != "cuda":
+        if amp == "fp16":
+            raise ValueError(f"amp='fp16' needs a CUDA device, got {device}; use amp='off' or 'bf16'")
+        return Precision(torch.bfloat16 if amp == "bf16" else None, device.type)
+    if amp == "auto":
+        native_bf16 = torch.cuda.get_device_capability(device)[0] >= 8
+        return Precision(torch.bfloat16 if native_bf16 else torch.float16, "cuda")
+    return Precision(torch.bfloat16 if amp == "bf16" else torch.float16, "cuda")
+
+
+def model_identity(model: nn.Module) -> tuple[str, dict]:
+    """``(model_name, config dict)`` stored in checkpoints (a custom module gets its class name and ``{}``)."""
+    name = getattr(model, "model_name", None) or type(model).__name__
+    config = getattr(model, "config", None)
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    return str(name), dict(config) if isinstance(config, dict) else {}

@@ -1,0 +1,53 @@
+"""One training step's loss and the validation pass, apart from the loop so each can be read and tested alone."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fer_lib.train import distributed as D
+from fer_lib.train.config import TrainConfig
+
+
+def logits_and_aux(output) -> tuple[torch.Tensor, tuple]:
+    """Accept ``ModelOutput(logits, aux_logits)`` (train mode) or plain logits."""
+    if hasattr(output, "logits"):
+        return output.logits, tuple(getattr(output, "aux_logits", ()) or ())
+    return output, ()
+
+
+def training_loss(output, target: torch.Tensor, cfg: TrainConfig, weight: torch.Tensor | None):
+    """Cross-entropy (hard labels ``[B]`` or soft targets ``[B, K]``) with label smoothing and class weights,
+    plus ``cfg.aux_weight`` times the mean auxiliary-head loss. Returns ``(loss, logits)`` (loss in fp32)."""
+    logits, aux = logits_and_aux(output)
+
+    def ce(z):
+        return F.cross_entropy(z.float(), target, weight=weight, label_smoothing=cfg.label_smoothing)
+
+    loss = ce(logits)
+    if aux and cfg.aux_weight > 0:
+        loss = loss + cfg.aux_weight * torch.stack([ce(z) for z in aux]).mean()
+    return loss, logits
+
+
+@torch.no_grad()
+def validate(model, images, labels, cfg, device, precision, info) -> tuple[float, float]:
+    """Mean NLL and accuracy over ``images`` (rank ``r`` takes every ``world_size``-th image; sums reduced)."""
+    from fer_lib.data import preprocess
+
+    model.eval()
+    images, labels = images[info.rank :: info.world_size], labels[info.rank :: info.world_size]
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    for i in range(0, len(images), cfg.eval_batch_size):
+        x = preprocess(images[i : i + cfg.eval_batch_size], channels=cfg.in_chans, device=device)
+        y = labels[i : i + cfg.eval_batch_size].to(device)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with precision.autocast():
+            logits, _ = logits_and_aux(model(x))
+        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        sums[1] += (logits.argmax(1) == y).sum()
+        sums[2] += len(y)
+    D.all_reduce_sum(sums, info)
+    n = max(sums[2].item(), 1.0)
+    return sums[0].item() / n, sums[1].item() / n

@@ -1,0 +1,113 @@
+"""The command line: one-line errors, train -> evaluate -> demo end to end on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fer_lib import cli
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error_line(err: str, *fragments: str):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def test_help_is_fast_and_lists_commands():
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "fer_lib", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0
+    for name in ("train", "evaluate", "predict", "bench", "demo"):
+        assert name in proc.stdout
+    assert "| torch\n" not in proc.stderr  # the top-level help does not import torch
+
+
+def test_errors_are_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--preset", "fast")
+    assert code != 0
+    assert_one_error_line(err, "unknown preset 'fast'", "cpu", "demo", "gpu")
+    code, _, err = run_cli(capsys, "train", "--preset", "demo", "--data-root", str(tmp_path / "missing"))
+    assert code != 0
+    assert_one_error_line(err, "missing")
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", str(junk), "--data", "synthetic")
+    assert code != 0
+    assert_one_error_line(err, "junk.pt is not a readable fer_lib checkpoint")
+    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--data", "synthetic")
+    assert code != 0
+    assert_one_error_line(err, "none.pt does not exist")
+    code, _, err = run_cli(capsys, "train", "--epochs", "three")
+    assert code == 2
+    assert_one_error_line(err, "--epochs", "invalid int value")
+    code, _, err = run_cli(capsys, "train", "--model-option", "cbam")
+    assert code != 0
+    assert_one_error_line(err, "KEY=VALUE")
+
+
+def test_error_in_a_real_process_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fer_lib", "evaluate", "--checkpoint", str(tmp_path / "x.pt")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert_one_error_line(proc.stderr, "x.pt does not exist")
+
+
+TINY = ["--data", "synthetic", "--synthetic-train", "64", "--synthetic-val", "40", "--epochs", "1",
+        "--batch-size", "32", "--model", "baseline_resnet18", "--model-option", "stem=default", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_train_evaluate_and_demo_end_to_end(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", *TINY, "--out", str(tmp_path), "--name", "cli")
+    assert code == 0, err
+    assert "SYNTHETIC" in out and "best val_acc" in out
+    ckpt = tmp_path / "cli" / "best.pt"
+    assert torch.load(ckpt, weights_only=True)["model_config"]["stem"] == "default"
+
+    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", str(ckpt), "--data", "synthetic", "--split", "val",
+                             "--tta", "flip", "--out", str(tmp_path / "ev"))
+    assert code == 0, err
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["split"] == "PublicTest" and report["tta"] == "flip" and report["checkpoint"] == str(ckpt)
+    assert report["data"]["synthetic"] is True and (tmp_path / "ev" / "confusion.png").exists()
+
+    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", str(ckpt), "--data", "synthetic", "--split",
+                           "PrivateTest")
+    assert code != 0
+    assert_one_error_line(err, "no split 'PrivateTest'", "PublicTest")
+
+    code, out, err = run_cli(capsys, "demo", *TINY, "--out", str(tmp_path), "--name", "demo")
+    assert code == 0, err
+    assert "DATA: SYNTHETIC" in out and "NOT FER2013" in out
+    run = tmp_path / "demo"
+    for name in ("best.pt", "last.pt", "report.json", "history.png", "confusion.png", "reliability.png"):
+        assert (run / name).exists(), name
+    assert (run / "gradcam.png").exists() or "Grad-CAM skipped" in out
+    assert json.loads((run / "report.json").read_text())["tta"] == "flip"
+
+
+def test_gpu_check_script_is_valid_bash():
+    proc = subprocess.run(["bash", "-n", "scripts/gpu_check.sh"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
