@@ -24,6 +24,7 @@ new complete file, never a half-written one.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a junk file can fail anywhere inside the unpickler
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's own message suggests weights_only=False, i.e. unpickling arbitrary code: never repeat that.
+        unsafe = isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e)
+        reason = "it holds pickled objects or is not a torch file" if unsafe else type(e).__name__
         raise CheckpointError(
-            f"{path} is not a readable fer_lib checkpoint ({type(e).__name__}: {reason[:200]}); it may be "
-            "truncated, corrupt or saved by another program; use the best.pt or last.pt of a fer_lib run"
+            f"{path} is not a readable fer_lib checkpoint ({reason}); it may be truncated, corrupt or saved by "
+            "another program (fer_lib never unpickles arbitrary objects); use the best.pt or last.pt of a fer_lib run"
         ) from e
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         have = sorted(ckpt)[:_MAX_LISTED] if isinstance(ckpt, dict) else type(ckpt).__name__
