@@ -12,9 +12,21 @@ from fer_lib.paths import find_fer2013
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads():
+    """One intra-op thread for the whole suite (``FER_TEST_THREADS`` overrides).
+
+    The tests' models are tiny; on a 2-core machine that also runs other work, two threads spin-wait on each other
+    and ran 5-13x slower in our measurements (docs/results/training.md), while one thread is never much slower.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("FER_TEST_THREADS", "1")))
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(autouse=True)
-def _deterministic_threads():
-    # 2 CPU cores on CI; keep torch from oversubscribing when pytest runs helpers.
+def _seed():
     torch.manual_seed(0)
     yield
 

@@ -14,14 +14,6 @@ from fer_lib import bench
 from fer_lib.models import SOTAResEmoteConfig, count_parameters, create_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_count_gflops_matches_hand_count():
     conv = nn.Conv2d(1, 4, 3, padding=1, bias=False)
     # 48*48 outputs x 4 channels x 9 multiply-adds (1 input channel), 2 FLOPs each.

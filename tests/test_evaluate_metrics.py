@@ -22,14 +22,6 @@ from fer_lib.metrics import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_classification_metrics_by_hand_and_sklearn():
     y = [0, 0, 0, 1, 1, 2, 3, 3]
     p = [0, 0, 1, 1, 2, 2, 3, 0]

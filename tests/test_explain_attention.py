@@ -11,14 +11,6 @@ from fer_lib.explain import attention_rollout, class_token_map, get_attention, p
 from fer_lib.models import create_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def sota():
     torch.manual_seed(0)

@@ -15,14 +15,6 @@ from fer_lib.explain import cam as cam_module
 from fer_lib.models import ModelOutput, create_model, gradcam_target_layer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def faces():
     return make_synthetic_faces(6, seed=1)[0]

@@ -48,14 +48,6 @@ class SmallCNN(nn.Module):
         return self.head(self.feature_map(self.features(x)).mean((2, 3)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from fer_lib.train import TrainConfig, train

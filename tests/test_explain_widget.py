@@ -16,14 +16,6 @@ from fer_lib.widget import _uploaded_files, emotion_widget, render_prediction, s
 needs_detector = pytest.mark.skipif(not available_backends(), reason="no face detector available")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def model():
     from fer_lib.models import create_model

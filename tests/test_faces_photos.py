@@ -35,14 +35,6 @@ pytestmark = pytest.mark.skipif(not available_backends(), reason="no face detect
 FACE_CENTRE = (225, 117)  # (x, y) centre of the astronaut's face
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
     return skdata.astronaut()

@@ -23,15 +23,6 @@ from fer_lib.models import (
 from fer_lib.models.transformer_refine import SelfAttention
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster and avoids oversubscribing a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _randomise_bn(bn: nn.BatchNorm2d) -> None:
     with torch.no_grad():
         bn.running_mean.uniform_(-0.5, 0.5)

@@ -22,15 +22,6 @@ SWITCHES = SOTAResEmoteConfig.SWITCHES
 ALL_OFF = {s: False for s in SWITCHES}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster and avoids oversubscribing a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _x(b, c=1):
     return torch.randn(b, c, 48, 48)
 

@@ -20,15 +20,6 @@ from fer_lib.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads spin-wait and run ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_atomic_save_replaces_and_leaves_no_temp_file(tmp_path):
     path = tmp_path / "sub" / "ck.pt"
     save_checkpoint({"model_name": "x", "model_config": {}, "model": {"w": torch.ones(2)}}, path)

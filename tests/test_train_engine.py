@@ -13,15 +13,6 @@ from fer_lib.models import ModelOutput
 from fer_lib.train import TrainConfig, load_checkpoint, plot_history, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads spin-wait and run ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class TinyNet(nn.Module):
     """A 2-conv CNN with an auxiliary head and dropout (exercises aux loss and RNG-dependent layers)."""
 

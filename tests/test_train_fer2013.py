@@ -12,14 +12,6 @@ from fer_lib.evaluate import evaluate_model
 from fer_lib.train import TrainConfig, load_model, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.fer2013
 @pytest.mark.slow
 def test_one_epoch_on_a_fer2013_subset_beats_chance(fer2013_root, tmp_path):
