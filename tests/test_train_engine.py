@@ -145,3 +145,19 @@ def test_sampler_balance_progress_bars_history_and_plot(tmp_path, data, capsys):
     assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 2
     with pytest.raises(ValueError, match="empty"):
         plot_history([])
+
+
+def test_fit_budget_ends_the_cosine_schedule_with_the_budget(tmp_path, data):
+    budget_min = 4.0 / 60
+    cfg = tiny_cfg(tmp_path, epochs=1, warmup_epochs=1.0, max_minutes=budget_min, fit_budget=True, min_lr_ratio=0.01)
+    res = train(cfg, data, progress=False, model=TinyNet())
+    assert res.stop_reason is None, res.stop_reason  # the fitted plan ran to its end inside the budget
+    assert len(res.history) >= 2  # epochs=1 was only the first epoch's plan
+    sched = load_checkpoint(res.last_path)["scheduler"]
+    assert sched["step_count"] == sched["total_steps"] > 8  # 8 steps per epoch here
+    assert res.history[-1]["lr"] <= cfg.lr * 0.02  # annealed to (almost) lr * min_lr_ratio, not cut off high
+    assert sum(h["seconds"] for h in res.history) < budget_min * 60
+    again = train(cfg, data, progress=False, model=TinyNet(), resume=res.last_path)  # the plan survives resume
+    assert len(again.history) == len(res.history)
+    with pytest.raises(ValueError, match="fit_budget needs max_minutes"):
+        tiny_cfg(tmp_path, fit_budget=True)

@@ -61,6 +61,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_preset: str = 
     g.add_argument("--synthetic-train", type=int, help="synthetic training images (when data is synthetic)")
     g.add_argument("--synthetic-val", type=int, help="synthetic validation images")
     g.add_argument("--max-minutes", type=float, help="time budget; stops cleanly before exceeding it")
+    g.add_argument("--fit-budget", action="store_true",
+                   help="with --max-minutes: after epoch 1, plan the cosine schedule to end when the budget does")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument("--threads", type=int, help="torch CPU threads")
@@ -95,6 +97,8 @@ def config_from_args(args: argparse.Namespace):
         overrides["model_overrides"] = options
     if getattr(args, "no_ema", False):
         overrides["ema"] = False
+    if getattr(args, "fit_budget", False):
+        overrides["fit_budget"] = True
     if getattr(args, "compile", False):
         overrides["compile"] = True
     if getattr(args, "no_augment", False):

@@ -73,6 +73,11 @@ class TrainConfig:
         deterministic: ``torch.use_deterministic_algorithms(True)`` and no cuDNN autotuning (slower).
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         max_minutes: wall-clock budget; training stops cleanly (with a message) before it would exceed it.
+        fit_budget: with ``max_minutes``: after the first epoch, re-plan the run's length from the measured epoch
+            time so that the cosine schedule *ends* when the budget does (the last epoch may be partial).
+            ``epochs`` then only sets the first epoch's schedule (seamless when ``warmup_epochs >= 1``). Used for
+            equal-time comparisons (``python -m fer_lib.ablation``): a slower model gets fewer steps, not a schedule
+            cut off at a high learning rate. The plan is stored in the checkpoint, so ``resume`` keeps it.
         out_dir: parent folder of the run folder.
         log_every: in ``progress=False`` mode, print a plain line every N steps (0: one line per epoch only).
         num_threads: ``torch.set_num_threads`` for CPU runs (``None``: leave as is).
@@ -119,6 +124,7 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "auto"
     max_minutes: float | None = None
+    fit_budget: bool = False
     out_dir: str = "runs"
     log_every: int = 0
     num_threads: int | None = None
@@ -158,6 +164,8 @@ class TrainConfig:
             raise ValueError("TrainConfig.warmup_epochs, min_lr_ratio and aux_weight must be >= 0")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"TrainConfig.max_minutes must be > 0 or None, got {self.max_minutes!r}")
+        if self.fit_budget and self.max_minutes is None:
+            raise ValueError("TrainConfig.fit_budget needs max_minutes (the budget to fit the schedule to)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-python dict (JSON- and ``weights_only``-safe)."""

@@ -41,7 +41,7 @@ from fer_lib.train.progress import TrainLog
 from fer_lib.train.schedule import WarmupCosineSchedule
 from fer_lib.train.steps import training_loss, validate
 
-HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_sec")
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_sec", "images")
 
 
 @dataclass
@@ -187,6 +187,8 @@ def train(
                              f"this run has {data.fingerprint!r} ({data.source})")
         load_state_into(raw, ckpt["model"], checkpoint_model_name=ckpt["model_name"], source=str(resume))
         optimizer.load_state_dict(ckpt["optimizer"])
+        if cfg.fit_budget:  # the plan was fitted to the budget after epoch 1; keep it
+            schedule.replan(int(ckpt["scheduler"]["total_steps"]))
         schedule.load_state_dict(ckpt["scheduler"])
         if ema is not None and ckpt.get("ema"):
             ema.load_state_dict(ckpt["ema"])
@@ -220,20 +222,27 @@ def train(
 
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     stop_reason = None
-    log.start(cfg.epochs, start_epoch)
+
+    def planned_epochs() -> int:  # cfg.epochs, unless fit_budget re-planned the run after epoch 1
+        return math.ceil(schedule.total_steps / steps_per_epoch)
+
+    log.start(planned_epochs(), start_epoch)
+    epoch = start_epoch - 1
     try:
-        for epoch in range(start_epoch, cfg.epochs):
+        while epoch + 1 < planned_epochs():
+            epoch += 1
+            n_epochs = planned_epochs()
             epoch_times = [h["seconds"] for h in history[start_epoch:]]
             elapsed = time.perf_counter() - t_start
-            if epoch_times and elapsed + sum(epoch_times) / len(epoch_times) > budget_s:
+            if not cfg.fit_budget and epoch_times and elapsed + sum(epoch_times) / len(epoch_times) > budget_s:
                 stop_reason = (f"time budget: {elapsed / 60:.1f} of {cfg.max_minutes} minutes used, the next epoch "
-                               f"would not fit; stopped after epoch {epoch} of {cfg.epochs}")
+                               f"would not fit; stopped after epoch {epoch} of {n_epochs}")
                 break
             t0 = time.perf_counter()
             S.seed_everything(S.epoch_seed(cfg.seed, epoch, info.rank))
             batches = batches_for(epoch)
             net.train()
-            log.start_epoch(epoch, cfg.epochs, steps_per_epoch)
+            log.start_epoch(epoch, n_epochs, steps_per_epoch)
             sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
             partial = False
             for step, (images, labels) in enumerate(batches):
@@ -278,7 +287,10 @@ def train(
                 if ema is not None:
                     ema.update(raw)
                 sums += torch.tensor([loss_sum, correct, len(labels)], dtype=torch.float64, device=device)
-                log.step(epoch, cfg.epochs, step, steps_per_epoch, loss_sum / len(labels), correct / len(labels), lr)
+                log.step(epoch, n_epochs, step, steps_per_epoch, loss_sum / len(labels), correct / len(labels), lr)
+                if schedule.step_count >= schedule.total_steps and step + 1 < steps_per_epoch:
+                    partial = True  # the budget-fitted plan ends inside this epoch
+                    break
                 if budget_s < math.inf and step + 1 < steps_per_epoch:
                     over = time.perf_counter() - t_start > budget_s
                     if not D.all_true(not over, info, device):
@@ -298,10 +310,16 @@ def train(
                 "epoch": epoch + 1, "train_loss": sums[0].item() / sums[2].item(),
                 "train_acc": sums[1].item() / sums[2].item(), "val_loss": val_loss, "val_acc": val_acc,
                 "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
-                "images_per_sec": sums[2].item() / train_time,
+                "images_per_sec": sums[2].item() / train_time, "images": int(sums[2].item()),
             }
             if partial:
                 row["partial"] = True
+            if cfg.fit_budget and epoch == 0 and budget_s < math.inf:
+                _fit_plan_to_budget(schedule, row, train_time, steps_per_epoch, budget_s,
+                                    time.perf_counter() - t_start, info, device)
+                log.set_epochs(planned_epochs())
+                log.write(f"fit_budget: planned {schedule.total_steps} steps ({schedule.total_steps / steps_per_epoch:.2f}"
+                          f" epochs) to end within {cfg.max_minutes} minutes")
             history.append(row)
             improved = val_acc > best_acc
             best_acc = max(best_acc, val_acc)
@@ -312,7 +330,7 @@ def train(
                     save_checkpoint(state, best_path)
                 _write_json(run_dir / "history.json", history)
             D.barrier(info)
-            log.end_epoch(row, cfg.epochs, best_acc)
+            log.end_epoch(row, planned_epochs(), best_acc)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
             if partial:
@@ -326,6 +344,23 @@ def train(
     have = bool(history)
     return TrainResult(history, best_path if have else None, last_path if have else None, final, run_dir,
                        stop_reason, data.source, bool(data.synthetic))
+
+
+def _fit_plan_to_budget(schedule: WarmupCosineSchedule, row: dict, train_time: float, steps_per_epoch: int,
+                        budget_s: float, elapsed_s: float, info, device: torch.device) -> None:
+    """Re-plan ``schedule`` so that the run ends within the budget (``TrainConfig.fit_budget``).
+
+    Every later step costs the first epoch's training time per step, plus its share of one validation pass per
+    epoch; 3% of the budget is held back for checkpoint writes and timing noise. Ranks agree on the mean plan.
+    """
+    per_step = train_time / steps_per_epoch
+    overhead = max(0.0, row["seconds"] - train_time)  # validation
+    per_step_all = per_step + overhead / steps_per_epoch
+    remaining = budget_s * 0.97 - elapsed_s - overhead  # the last (possibly partial) epoch validates too
+    extra = max(0, int(remaining / per_step_all))
+    plan = torch.tensor([float(schedule.step_count + extra)], dtype=torch.float64, device=device)
+    D.all_reduce_sum(plan, info)
+    schedule.replan(int(plan.item() / info.world_size))
 
 
 def plot_history(history: list[dict] | TrainResult, title: str | None = None):

@@ -34,6 +34,12 @@ class TrainLog:
             self.epoch_bar = tqdm(total=epochs, initial=first, desc="epochs", unit="ep", dynamic_ncols=True,
                                   position=0, file=sys.stdout)
 
+    def set_epochs(self, epochs: int) -> None:
+        """The planned epoch count changed (``TrainConfig.fit_budget``)."""
+        if self.epoch_bar is not None:
+            self.epoch_bar.total = epochs
+            self.epoch_bar.refresh()
+
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
         if self.progress:
             from tqdm.auto import tqdm

@@ -78,6 +78,14 @@ class WarmupCosineSchedule:
         self.step_count += 1
         return self.optimizer.param_groups[0]["lr"]
 
+    def replan(self, total_steps: int) -> None:
+        """Change the planned run length (e.g. to fit a time budget); steps already taken keep their learning rate.
+
+        The cosine part stretches or shrinks to end at ``total_steps``; call it at the end of warmup for a smooth
+        curve. A plan shorter than the steps already taken (or than warmup) is raised to that point.
+        """
+        self.total_steps = max(int(total_steps), self.step_count, self.warmup_steps, 1)
+
     def get_last_lr(self) -> list[float]:
         """Current learning rate of each group (as ``torch.optim.lr_scheduler`` does)."""
         return [g["lr"] for g in self.optimizer.param_groups]
