@@ -41,10 +41,18 @@ VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "full_seed1": ("sota_resemote_small", {}, ["--seed", "1"]),
 }
 
+#: Resolution probes of the baseline (run with ``--only``; not part of the default list): the stock stem leaves
+#: 2x2 maps at 48 px; these buy finer maps with compute, to see which trade pays within the same budget.
+PROBES: dict[str, tuple[str, dict, list[str]]] = {
+    "baseline_no_maxpool": ("baseline_resnet18", {"stem": "no_maxpool"}, []),  # 3x3 last stage, ~3x the cost
+    "baseline_64px": ("baseline_resnet18", {"input_size": 64}, []),  # resized to 64: 16x16 after the stem, ~1.8x
+}
+ALL = {**VARIANTS, **PROBES}
+
 
 def train_command(name: str, args: argparse.Namespace) -> list[str]:
     """The ``python -m fer_lib train`` command line of one variant."""
-    model, options, extra = VARIANTS[name]
+    model, options, extra = ALL[name]
     cmd = [sys.executable, "-m", "fer_lib", "train", "--preset", args.preset, "--model", model,
            "--max-minutes", str(args.minutes), "--fit-budget", "--threads", str(args.threads),
            "--out", str(args.out), "--name", name, "--no-progress", "--data", args.data]
@@ -85,7 +93,8 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fer_lib.ablation", description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", nargs="+", choices=list(VARIANTS), help="variants to run (default: all)")
+    p.add_argument("--only", nargs="+", choices=list(ALL),
+                   help=f"variants to run (default: all of {list(VARIANTS)}; probes: {list(PROBES)})")
     p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget of each run")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (each with --threads threads)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads per run")
@@ -123,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                     if proc.returncode:
                         failed.append(name)
 
-    rows = [summarize_run(n, args.out / n) for n in names if (args.out / n / "history.json").is_file()]
+    # the table covers every finished variant in --out, so runs made by separate invocations share one table
+    rows = [summarize_run(n, args.out / n) for n in ALL if (args.out / n / "history.json").is_file()]
     command = "python -m fer_lib.ablation " + shlex.join(argv if argv is not None else sys.argv[1:])
     (args.out / "ablation.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2))
     md = f"`{command}`\n\n{table(rows)}\n"
