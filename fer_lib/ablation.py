@@ -76,18 +76,20 @@ def summarize_run(name: str, run_dir: Path) -> dict:
         "images_seen": images, "images_per_sec": sum(h["images_per_sec"] for h in history) / len(history),
         "minutes": sum(h["seconds"] for h in history) / 60, "best_val_acc": best["val_acc"],
         "best_epoch": best["epoch"], "last_val_acc": history[-1]["val_acc"], "final_lr": history[-1]["lr"],
+        "epoch1_val_acc": history[0]["val_acc"],  # after the same steps (one warmup epoch) for every variant
     }
 
 
 def table(rows: list[dict]) -> str:
     """Markdown table; differences are against the ``full`` row (when present)."""
     ref = next((r["best_val_acc"] for r in rows if r["variant"] == "full"), None)
-    out = ["| variant | params (M) | epochs | train img/s | minutes | best val acc | vs full (points) |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+    out = ["| variant | params (M) | epochs | train img/s | minutes | val acc after epoch 1 | best val acc | "
+           "vs full (points) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         diff = "" if ref is None or r["variant"] == "full" else f"{100 * (r['best_val_acc'] - ref):+.2f}"
         out.append(f"| {r['variant']} | {r['params_m']:.2f} | {r['epochs']:.2f} | {r['images_per_sec']:.0f} | "
-                   f"{r['minutes']:.1f} | {r['best_val_acc']:.4f} | {diff} |")
+                   f"{r['minutes']:.1f} | {r.get('epoch1_val_acc', float('nan')):.4f} | {r['best_val_acc']:.4f} | "
+                   f"{diff} |")
     return "\n".join(out)
 
 
