@@ -126,3 +126,31 @@ def test_optimizer_groups_skip_decay_on_norms_and_biases():
     assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 3
     sgd = S.build_optimizer(model, TrainConfig(optimizer="sgd"))
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"]
+
+
+def test_replan_restarts_the_cosine_from_the_current_factor():
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = WarmupCosineSchedule(opt, total_steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    for _ in range(10):
+        sched.step()
+    sched.replan(60)  # at the end of warmup: the plain formula with the new end
+    assert [sched.factor(s) for s in (10, 35, 60)] == pytest.approx(
+        [warmup_cosine_factor(s, 60, 10, 0.1) for s in (10, 35, 60)])
+    for _ in range(20):
+        sched.step()
+    f_now = sched.factor()
+    sched.replan(50)  # behind schedule: shorten; the factor continues from where it is, then decays to r
+    assert sched.factor() == pytest.approx(f_now)
+    mid = 0.1 + (f_now - 0.1) * 0.5  # half way through the new decay (step 40 of 30..50)
+    assert sched.factor(40) == pytest.approx(mid) and sched.factor(50) == pytest.approx(0.1)
+    lrs = [sched.step() for _ in range(20)]
+    assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:]))  # monotone: no jump up
+    state = sched.state_dict()
+    other = WarmupCosineSchedule(torch.optim.SGD([p], lr=1.0), total_steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    with pytest.raises(ValueError, match="does not match this run"):
+        other.load_state_dict(state)
+    other.load_state_dict(state, strict=False)  # a fit_budget resume takes the checkpoint's plan
+    assert other.total_steps == 50 and other.factor(40) == pytest.approx(mid)
+    sched.replan(5)  # shorter than the steps already taken: ends now
+    assert sched.total_steps == sched.step_count == 50

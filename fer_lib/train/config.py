@@ -75,11 +75,12 @@ class TrainConfig:
         deterministic: ``torch.use_deterministic_algorithms(True)`` and no cuDNN autotuning (slower).
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         max_minutes: wall-clock budget; training stops cleanly (with a message) before it would exceed it.
-        fit_budget: with ``max_minutes``: after the first epoch, re-plan the run's length from the measured epoch
-            time so that the cosine schedule *ends* when the budget does (the last epoch may be partial).
-            ``epochs`` then only sets the first epoch's schedule (seamless when ``warmup_epochs >= 1``). Used for
-            equal-time comparisons (``python -m fer_lib.ablation``): a slower model gets fewer steps, not a schedule
-            cut off at a high learning rate. The plan is stored in the checkpoint, so ``resume`` keeps it.
+        fit_budget: with ``max_minutes``: after every epoch, re-plan the run's length from the measured epoch time
+            so that the cosine schedule *ends* when the budget does (the last epoch may be partial); the learning
+            rate continues smoothly through a re-plan. ``epochs`` then only sets the first epoch's schedule
+            (seamless when ``warmup_epochs >= 1``). Used for equal-time comparisons (``python -m fer_lib.ablation``):
+            a slower model gets fewer steps, not a schedule cut off at a high learning rate. The plan is stored in
+            the checkpoint; a resumed run keeps it and gets the budget the earlier processes left.
         out_dir: parent folder of the run folder.
         log_every: in ``progress=False`` mode, print a plain line every N steps (0: one line per epoch only).
         num_threads: ``torch.set_num_threads`` for CPU runs (``None``: leave as is).

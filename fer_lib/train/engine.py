@@ -187,9 +187,7 @@ def train(
                              f"this run has {data.fingerprint!r} ({data.source})")
         load_state_into(raw, ckpt["model"], checkpoint_model_name=ckpt["model_name"], source=str(resume))
         optimizer.load_state_dict(ckpt["optimizer"])
-        if cfg.fit_budget:  # the plan was fitted to the budget after epoch 1; keep it
-            schedule.replan(int(ckpt["scheduler"]["total_steps"]))
-        schedule.load_state_dict(ckpt["scheduler"])
+        schedule.load_state_dict(ckpt["scheduler"], strict=not cfg.fit_budget)  # fit_budget: keep the fitted plan
         if ema is not None and ckpt.get("ema"):
             ema.load_state_dict(ckpt["ema"])
         if scaler is not None and ckpt.get("scaler"):
@@ -221,6 +219,8 @@ def train(
         }
 
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    if cfg.fit_budget:  # the budget covers the whole run: a resumed process gets what the earlier ones left
+        budget_s -= sum(h["seconds"] for h in history)
     stop_reason = None
 
     def planned_epochs() -> int:  # cfg.epochs, unless fit_budget re-planned the run after epoch 1
@@ -314,12 +314,15 @@ def train(
             }
             if partial:
                 row["partial"] = True
-            if cfg.fit_budget and epoch == 0 and budget_s < math.inf:
+            if cfg.fit_budget and not partial and (epoch == 0 or schedule.step_count < schedule.total_steps):
+                before = schedule.total_steps
                 _fit_plan_to_budget(schedule, row, train_time, steps_per_epoch, budget_s,
                                     time.perf_counter() - t_start, info, device)
-                log.set_epochs(planned_epochs())
-                log.write(f"fit_budget: planned {schedule.total_steps} steps ({schedule.total_steps / steps_per_epoch:.2f}"
-                          f" epochs) to end within {cfg.max_minutes} minutes")
+                if epoch == start_epoch or abs(schedule.total_steps - before) >= steps_per_epoch / 4:
+                    log.set_epochs(planned_epochs())
+                    log.write(f"fit_budget: planned {schedule.total_steps} steps "
+                              f"({schedule.total_steps / steps_per_epoch:.2f} epochs) to end within {cfg.max_minutes} "
+                              f"minutes (re-fitted after every epoch from its measured time)")
             history.append(row)
             improved = val_acc > best_acc
             best_acc = max(best_acc, val_acc)
@@ -350,8 +353,10 @@ def _fit_plan_to_budget(schedule: WarmupCosineSchedule, row: dict, train_time: f
                         budget_s: float, elapsed_s: float, info, device: torch.device) -> None:
     """Re-plan ``schedule`` so that the run ends within the budget (``TrainConfig.fit_budget``).
 
-    Every later step costs the first epoch's training time per step, plus its share of one validation pass per
-    epoch; 3% of the budget is held back for checkpoint writes and timing noise. Ranks agree on the mean plan.
+    Called after every epoch: each later step is assumed to cost what a step of the epoch just finished cost, plus
+    its share of one validation pass per epoch; 3% of the budget is held back for checkpoint writes and timing
+    noise. A machine that slows down (or speeds up) mid-run shortens (or lengthens) the rest of the plan, and the
+    learning rate continues smoothly from where it is (``WarmupCosineSchedule.replan``). Ranks agree on the mean.
     """
     per_step = train_time / steps_per_epoch
     overhead = max(0.0, row["seconds"] - train_time)  # validation

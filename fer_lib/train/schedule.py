@@ -8,6 +8,13 @@ and the "gradual warmup" of Goyal et al. (https://arxiv.org/abs/1706.02677) that
     lr(s) = peak * (r + (1 - r) * 0.5 * (1 + cos(pi * p)))                  otherwise,
             p = (s - warmup_steps) / max(1, total_steps - warmup_steps),     r = min_lr_ratio
 
+Re-planning (``replan``, used by ``TrainConfig.fit_budget``): when a run must end at another step than planned, the
+cosine restarts *from the current factor* f0 at the current step s0, so the learning rate never jumps:
+
+    lr(s) = peak * (r + (f0 - r) * 0.5 * (1 + cos(pi * (s - s0) / (total_steps - s0))))     for s >= s0
+
+(before any re-plan s0 = warmup_steps and f0 = 1, which is the formula above).
+
 The schedule is a tiny object with ``state_dict()`` / ``load_state_dict()`` holding only ints and floats, so it is
 saved in checkpoints and ``resume`` continues at the exact step.
 """
@@ -19,7 +26,8 @@ import math
 import torch
 
 
-def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, min_lr_ratio: float) -> float:
+def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, min_lr_ratio: float,
+                         start_step: int | None = None, start_factor: float = 1.0) -> float:
     """Multiplier of the peak learning rate at optimiser step ``step`` (0-based).
 
     Args:
@@ -27,14 +35,18 @@ def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, min_lr_
         total_steps: planned optimiser steps of the whole run.
         warmup_steps: linear-warmup steps (0: start at the peak).
         min_lr_ratio: final learning rate as a fraction of the peak.
+        start_step / start_factor: where the cosine starts and from which factor (default: the end of warmup, 1.0;
+            a re-plan moves them to the step and factor at which it happened).
 
     Returns:
         A float in ``[min_lr_ratio, 1]`` (warmup starts at ``1 / warmup_steps``); clamped after ``total_steps``.
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    s0 = warmup_steps if start_step is None else max(start_step, warmup_steps)
+    f0 = 1.0 if start_step is None or start_step < warmup_steps else start_factor
+    progress = min(1.0, max(0, step - s0) / max(1, total_steps - s0))
+    return min_lr_ratio + (f0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class WarmupCosineSchedule:
@@ -62,13 +74,16 @@ class WarmupCosineSchedule:
         self.warmup_steps = int(warmup_steps)
         self.min_lr_ratio = float(min_lr_ratio)
         self.step_count = 0
+        self.start_step: int | None = None  # set by replan()
+        self.start_factor = 1.0
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
 
     def factor(self, step: int | None = None) -> float:
         """Multiplier at ``step`` (default: the next step)."""
         step = self.step_count if step is None else step
-        return warmup_cosine_factor(step, self.total_steps, self.warmup_steps, self.min_lr_ratio)
+        return warmup_cosine_factor(step, self.total_steps, self.warmup_steps, self.min_lr_ratio, self.start_step,
+                                    self.start_factor)
 
     def step(self) -> float:
         """Set the learning rate for the coming optimiser step, advance, and return the first group's lr."""
@@ -79,11 +94,15 @@ class WarmupCosineSchedule:
         return self.optimizer.param_groups[0]["lr"]
 
     def replan(self, total_steps: int) -> None:
-        """Change the planned run length (e.g. to fit a time budget); steps already taken keep their learning rate.
+        """End the run at ``total_steps`` instead (e.g. to fit a time budget), without a jump in the learning rate.
 
-        The cosine part stretches or shrinks to end at ``total_steps``; call it at the end of warmup for a smooth
-        curve. A plan shorter than the steps already taken (or than warmup) is raised to that point.
+        Inside the cosine part the decay restarts from the current factor at the current step and reaches
+        ``min_lr_ratio`` at ``total_steps``; during warmup only the end point moves. A plan shorter than the steps
+        already taken (or than warmup) is raised to that point.
         """
+        if self.step_count > self.warmup_steps:
+            self.start_factor = self.factor(self.step_count)
+            self.start_step = self.step_count
         self.total_steps = max(int(total_steps), self.step_count, self.warmup_steps, 1)
 
     def get_last_lr(self) -> list[float]:
@@ -97,10 +116,20 @@ class WarmupCosineSchedule:
             "total_steps": self.total_steps,
             "warmup_steps": self.warmup_steps,
             "min_lr_ratio": self.min_lr_ratio,
+            "start_step": -1 if self.start_step is None else self.start_step,
+            "start_factor": self.start_factor,
         }
 
-    def load_state_dict(self, state: dict[str, int | float]) -> None:
-        """Restore the step counter; a checkpoint planned for a different run length raises ``ValueError``."""
+    def load_state_dict(self, state: dict[str, int | float], strict: bool = True) -> None:
+        """Restore the step counter and plan.
+
+        Args:
+            state: from :meth:`state_dict`.
+            strict: a checkpoint planned for a different run length raises ``ValueError``; ``False`` (re-planned
+                runs, ``fit_budget``) takes the checkpoint's plan instead.
+        """
+        if not strict:
+            self.total_steps, self.warmup_steps = int(state["total_steps"]), int(state["warmup_steps"])
         if int(state["total_steps"]) != self.total_steps or int(state["warmup_steps"]) != self.warmup_steps:
             raise ValueError(
                 f"the checkpoint's schedule ({state['total_steps']} steps, {state['warmup_steps']} warmup) does not "
@@ -109,3 +138,6 @@ class WarmupCosineSchedule:
             )
         self.step_count = int(state["step_count"])
         self.min_lr_ratio = float(state["min_lr_ratio"])
+        start = int(state.get("start_step", -1))
+        self.start_step = None if start < 0 else start
+        self.start_factor = float(state.get("start_factor", 1.0))
