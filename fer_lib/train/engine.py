@@ -226,6 +226,7 @@ def train(
     def planned_epochs() -> int:  # cfg.epochs, unless fit_budget re-planned the run after epoch 1
         return math.ceil(schedule.total_steps / steps_per_epoch)
 
+    recent_train: list[float] = []  # training seconds of this process's epochs (fit_budget uses the last 3)
     log.start(planned_epochs(), start_epoch)
     epoch = start_epoch - 1
     try:
@@ -314,9 +315,14 @@ def train(
             }
             if partial:
                 row["partial"] = True
-            if cfg.fit_budget and not partial and (epoch == 0 or schedule.step_count < schedule.total_steps):
+            recent_train.append(train_time)
+            # re-fit after epoch 1 and then while more than one epoch of the plan is left (a re-fit inside the last
+            # epoch would squeeze the end of the cosine into a few steps; the hard budget guards that epoch)
+            if cfg.fit_budget and not partial and (
+                    epoch == 0 or schedule.total_steps - schedule.step_count > steps_per_epoch):
                 before = schedule.total_steps
-                _fit_plan_to_budget(schedule, row, train_time, steps_per_epoch, budget_s,
+                _fit_plan_to_budget(schedule, row, sum(recent_train[-3:]) / len(recent_train[-3:]), steps_per_epoch,
+                                    budget_s,
                                     time.perf_counter() - t_start, info, device)
                 if epoch == start_epoch or abs(schedule.total_steps - before) >= steps_per_epoch / 4:
                     log.set_epochs(planned_epochs())
@@ -353,7 +359,7 @@ def _fit_plan_to_budget(schedule: WarmupCosineSchedule, row: dict, train_time: f
                         budget_s: float, elapsed_s: float, info, device: torch.device) -> None:
     """Re-plan ``schedule`` so that the run ends within the budget (``TrainConfig.fit_budget``).
 
-    Called after every epoch: each later step is assumed to cost what a step of the epoch just finished cost, plus
+    Called after epochs: each later step is assumed to cost what a step of the last three epochs cost, plus
     its share of one validation pass per epoch; 3% of the budget is held back for checkpoint writes and timing
     noise. A machine that slows down (or speeds up) mid-run shortens (or lengthens) the rest of the plan, and the
     learning rate continues smoothly from where it is (``WarmupCosineSchedule.replan``). Ranks agree on the mean.
