@@ -1,7 +1,7 @@
 """Equal-budget ablation: the baseline, the full model, and the full model minus one module at a time.
 
 Every variant is trained by ``python -m fer_lib train`` in its own process for the same wall-clock budget, with
-``--fit-budget`` (after epoch 1 the cosine schedule is re-planned to end when the budget does), so a module that
+``--fit-budget`` (after each epoch the cosine schedule is re-planned to end when the budget does), so a module that
 costs time pays for it with fewer training steps, which is the trade-off a user with a fixed budget faces. The
 table reports, per variant: parameters, epochs and images seen, training throughput, the best validation
 accuracy (PublicTest by default, the EMA weights, as ``train`` selects), and its difference to the full model.
@@ -9,7 +9,7 @@ A second seed of the full model (``full_seed1``) shows how much of a difference 
 
 Usage::
 
-    python -m fer_lib.ablation --minutes 15 --parallel 2 --threads 1       # 10 runs on FER2013, 75 min on 2 cores
+    python -m fer_lib.ablation --minutes 15 --parallel 2 --threads 1       # 10 runs on FER2013, ~72 min on 2 cores
     python -m fer_lib.ablation --only baseline full no_cbam --minutes 5
     python -m fer_lib.ablation --data synthetic --minutes 0.3              # a pipeline check, not a result
 

@@ -5,8 +5,8 @@
 #   FER2013_DIR=/path/to/fer2013 scripts/gpu_check.sh                 # ~8 minutes on one modern GPU
 #   FER2013_DIR=... scripts/gpu_check.sh --model sota_resemote_small  # any `fer_lib train` flag overrides
 #
-# Budget: --max-minutes 7 with --fit-budget: after epoch 1 the cosine schedule is re-planned from the measured
-# epoch time so that it ends (learning rate annealed) when the 7 minutes do, whatever the GPU's speed; --epochs 30
+# Budget: --max-minutes 7 with --fit-budget: after each epoch the cosine schedule is re-planned from the measured
+# epoch times so that it ends (learning rate annealed) when the 7 minutes do, whatever the GPU's speed; --epochs 30
 # is only the first epoch's plan. Environment knobs: MAX_MINUTES, EPOCHS, NAME (run folder runs/$NAME), PY.
 #
 # CPU dry run of the whole path (no GPU needed; seconds, not a benchmark):

@@ -62,7 +62,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_preset: str = 
     g.add_argument("--synthetic-val", type=int, help="synthetic validation images")
     g.add_argument("--max-minutes", type=float, help="time budget; stops cleanly before exceeding it")
     g.add_argument("--fit-budget", action="store_true",
-                   help="with --max-minutes: after epoch 1, plan the cosine schedule to end when the budget does")
+                   help="with --max-minutes: re-plan the cosine schedule after each epoch to end when the budget does")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument("--threads", type=int, help="torch CPU threads")

@@ -223,7 +223,7 @@ def train(
         budget_s -= sum(h["seconds"] for h in history)
     stop_reason = None
 
-    def planned_epochs() -> int:  # cfg.epochs, unless fit_budget re-planned the run after epoch 1
+    def planned_epochs() -> int:  # cfg.epochs, unless fit_budget re-planned the run
         return math.ceil(schedule.total_steps / steps_per_epoch)
 
     recent_train: list[float] = []  # training seconds of this process's epochs (fit_budget uses the last 3)
@@ -321,14 +321,14 @@ def train(
             if cfg.fit_budget and not partial and (
                     epoch == 0 or schedule.total_steps - schedule.step_count > steps_per_epoch):
                 before = schedule.total_steps
-                _fit_plan_to_budget(schedule, row, sum(recent_train[-3:]) / len(recent_train[-3:]), steps_per_epoch,
-                                    budget_s,
-                                    time.perf_counter() - t_start, info, device)
+                train_s = sum(recent_train[-3:]) / len(recent_train[-3:])
+                _fit_plan_to_budget(schedule, train_s / steps_per_epoch, row["seconds"] - train_time, steps_per_epoch,
+                                    budget_s, time.perf_counter() - t_start, info, device)
                 if epoch == start_epoch or abs(schedule.total_steps - before) >= steps_per_epoch / 4:
                     log.set_epochs(planned_epochs())
                     log.write(f"fit_budget: planned {schedule.total_steps} steps "
                               f"({schedule.total_steps / steps_per_epoch:.2f} epochs) to end within {cfg.max_minutes} "
-                              f"minutes (re-fitted after every epoch from its measured time)")
+                              f"minutes (re-fitted after each epoch from the measured epoch times)")
             history.append(row)
             improved = val_acc > best_acc
             best_acc = max(best_acc, val_acc)
@@ -355,20 +355,18 @@ def train(
                        stop_reason, data.source, bool(data.synthetic))
 
 
-def _fit_plan_to_budget(schedule: WarmupCosineSchedule, row: dict, train_time: float, steps_per_epoch: int,
+def _fit_plan_to_budget(schedule: WarmupCosineSchedule, step_s: float, val_s: float, steps_per_epoch: int,
                         budget_s: float, elapsed_s: float, info, device: torch.device) -> None:
     """Re-plan ``schedule`` so that the run ends within the budget (``TrainConfig.fit_budget``).
 
-    Called after epochs: each later step is assumed to cost what a step of the last three epochs cost, plus
-    its share of one validation pass per epoch; 3% of the budget is held back for checkpoint writes and timing
-    noise. A machine that slows down (or speeds up) mid-run shortens (or lengthens) the rest of the plan, and the
-    learning rate continues smoothly from where it is (``WarmupCosineSchedule.replan``). Ranks agree on the mean.
+    Each later step is assumed to cost ``step_s`` (the mean over the last three epochs) plus its share of one
+    validation pass (``val_s``) per epoch; 3% of the budget is held back for checkpoint writes and timing noise. A
+    machine that slows down (or speeds up) mid-run shortens (or lengthens) the rest of the plan, and the learning
+    rate continues smoothly from where it is (``WarmupCosineSchedule.replan``). Ranks agree on the mean plan.
     """
-    per_step = train_time / steps_per_epoch
-    overhead = max(0.0, row["seconds"] - train_time)  # validation
-    per_step_all = per_step + overhead / steps_per_epoch
-    remaining = budget_s * 0.97 - elapsed_s - overhead  # the last (possibly partial) epoch validates too
-    extra = max(0, int(remaining / per_step_all))
+    val_s = max(0.0, val_s)
+    remaining = budget_s * 0.97 - elapsed_s - val_s  # the last (possibly partial) epoch validates too
+    extra = max(0, int(remaining / (step_s + val_s / steps_per_epoch)))
     plan = torch.tensor([float(schedule.step_count + extra)], dtype=torch.float64, device=device)
     D.all_reduce_sum(plan, info)
     schedule.replan(int(plan.item() / info.world_size))
