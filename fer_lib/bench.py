@@ -15,6 +15,8 @@ Usage::
     python -m fer_lib.bench                          # small, medium, large vs their baselines on the CPU
     python -m fer_lib.bench --variants small --ablate --batch-size 32 --iters 6
     python -m fer_lib.bench --json results.json      # also write the rows as JSON ("-" for stdout)
+    python -m fer_lib.bench --variants baseline_resnet18 --stem default --batch-size 128 \
+        --precisions fp32,bf16,bf16-nhwc                # mixed precision / memory format, ratios to fp32
     python -m fer_lib.bench --data                   # the data-pipeline benchmark (fer_lib.data.bench)
 """
 
@@ -35,6 +37,17 @@ from fer_lib.models.registry import count_parameters, create_model, model_config
 from fer_lib.models.sota_resemote import ModelOutput, SOTAResEmoteConfig
 
 SHORT = {"small": "sota_resemote_small", "medium": "sota_resemote_medium", "large": "sota_resemote_large"}
+
+#: ``--precisions`` names -> (autocast dtype or None for fp32, channels_last). On a CPU, bf16 autocast is fast only
+#: with native bf16 instructions (AVX512-BF16 or AMX); fp16 needs CUDA.
+PRECISIONS = {
+    "fp32": (None, False),
+    "fp32-nhwc": (None, True),
+    "bf16": (torch.bfloat16, False),
+    "bf16-nhwc": (torch.bfloat16, True),
+    "fp16": (torch.float16, False),
+    "fp16-nhwc": (torch.float16, True),
+}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,19 +77,28 @@ def _sync(device: torch.device) -> None:
 AUX_WEIGHT = 0.3  # as fer_lib.train's default TrainConfig.aux_weight: loss = CE + 0.3 * mean aux CE
 
 
-def _train_step(model, opt, x, y) -> None:
-    out = model(x)
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def _train_step(model, opt, x, y, dtype: torch.dtype | None = None) -> None:
+    with _autocast(x.device, dtype):
+        out = model(x)
     logits, aux = (out.logits, out.aux_logits) if isinstance(out, ModelOutput) else (out, ())
-    loss = F.cross_entropy(logits, y)
+    loss = F.cross_entropy(logits.float(), y)
     if aux:
-        loss = loss + AUX_WEIGHT * torch.stack([F.cross_entropy(a, y) for a in aux]).mean()
+        loss = loss + AUX_WEIGHT * torch.stack([F.cross_entropy(a.float(), y) for a in aux]).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
 
 
-def time_models(models: dict, batch_size: int, iters: int, warmup: int, device: torch.device) -> dict:
+def time_models(models: dict, batch_size: int, iters: int, warmup: int, device: torch.device,
+                precision: dict | None = None) -> dict:
     """Seconds per training step and per inference batch, interleaving the models round by round.
+
+    ``precision`` maps a model's name to a :data:`PRECISIONS` name (default ``"fp32"``): its autocast dtype for
+    training and inference, and whether model and input are channels_last.
 
     Returns ``{name: (min train, min infer, median train, median infer, min train CPU seconds)}`` over the
     timed rounds (wall-clock seconds; the last is ``time.process_time``, summed over all threads).
@@ -87,20 +109,24 @@ def time_models(models: dict, batch_size: int, iters: int, warmup: int, device: 
         cfg: SOTAResEmoteConfig = m.config
         x = torch.randn(batch_size, cfg.in_chans, 48, 48, generator=gen).to(device)
         y = torch.randint(0, cfg.num_classes, (batch_size,), generator=gen).to(device)
-        state[name] = (m, torch.optim.AdamW(m.parameters(), lr=1e-4), x, y)
+        dtype, nhwc = PRECISIONS[(precision or {}).get(name, "fp32")]
+        if nhwc:
+            m.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        state[name] = (m, torch.optim.AdamW(m.parameters(), lr=1e-4), x, y, dtype)
     train_t = {n: [] for n in models}
     infer_t = {n: [] for n in models}
     train_cpu = {n: [] for n in models}
     for r in range(warmup + iters):
-        for name, (m, opt, x, y) in state.items():
+        for name, (m, opt, x, y, dtype) in state.items():
             m.train()
             _sync(device)
             c0, t0 = time.process_time(), time.perf_counter()
-            _train_step(m, opt, x, y)
+            _train_step(m, opt, x, y, dtype)
             _sync(device)
             t1, c1 = time.perf_counter(), time.process_time()
             m.eval()
-            with torch.no_grad():
+            with torch.no_grad(), _autocast(device, dtype):
                 m(x)
             _sync(device)
             t2 = time.perf_counter()
@@ -112,20 +138,23 @@ def time_models(models: dict, batch_size: int, iters: int, warmup: int, device: 
                 min(train_cpu[n])) for n in models}
 
 
-def bench_group(specs: list[tuple[str, str, dict]], args, device: torch.device) -> list[dict]:
-    """Benchmark ``(label, registry name, overrides)`` rows; the first row is the reference for the ratios."""
+def bench_group(specs: list[tuple], args, device: torch.device) -> list[dict]:
+    """Benchmark ``(label, registry name, overrides[, precision])`` rows (precision: a :data:`PRECISIONS` name,
+    default ``"fp32"``); the first row is the reference for the ratios."""
     common = dict(input_size=args.input_size, stem=args.stem, in_chans=args.in_chans)
     common = {k: v for k, v in common.items() if v is not None}
     models, rows = {}, []
-    for label, name, overrides in specs:
+    precision = {spec[0]: (spec[3] if len(spec) > 3 else "fp32") for spec in specs}
+    for label, name, overrides, *_ in specs:
         torch.manual_seed(0)
         models[label] = create_model(name, **{**common, **overrides}).to(device)
-    times = time_models(models, args.batch_size, args.iters, args.warmup, device)
-    for label, name, overrides in specs:
+    times = time_models(models, args.batch_size, args.iters, args.warmup, device, precision)
+    for label, name, overrides, *_ in specs:
         m = models[label]
         t_train, t_infer, med_train, med_infer, cpu_train = times[label]
         rows.append(dict(
-            label=label, model=name, overrides=overrides, device=str(device), batch_size=args.batch_size,
+            label=label, model=name, overrides=overrides, device=str(device), precision=precision[label],
+            batch_size=args.batch_size,
             input_size=m.config.input_size, stem=m.config.stem, grid=list(m.grid),
             params_m=count_parameters(m) / 1e6, gflops=count_gflops(m, m.config.in_chans, device),
             train_img_s=args.batch_size / t_train, infer_ms_img=1000 * t_infer / args.batch_size,
@@ -172,6 +201,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=None, help="override config input_size for all models")
     parser.add_argument("--stem", default=None, choices=["default", "no_maxpool"], help="override config stem")
     parser.add_argument("--in-chans", type=int, default=None, choices=[1, 3], help="input channels (default 1)")
+    parser.add_argument("--precisions", default="fp32",
+                        help=f"comma-separated, each model is timed in each: {', '.join(PRECISIONS)} (autocast "
+                        "dtype, -nhwc: channels_last); ratios are to the baseline in the first (default fp32)")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                         help="write the rows as JSON to PATH ('-' or no value: stdout instead of the table)")
     parser.add_argument("--data", action="store_true",
@@ -197,6 +229,12 @@ def run(args: argparse.Namespace) -> int:
         names = [SHORT.get(v.strip(), v.strip()) for v in args.variants.split(",") if v.strip()]
         for n in names:
             model_config(n)  # validates the name with a clear message
+        precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+        unknown = [p for p in precisions if p not in PRECISIONS]
+        if unknown or not precisions:
+            raise ValueError(f"--precisions: unknown {unknown or precisions}; choose from {', '.join(PRECISIONS)}")
+        if device.type != "cuda" and any(p.startswith("fp16") for p in precisions):
+            raise ValueError("--precisions fp16 needs a CUDA device; on a CPU use bf16")
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -209,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
         if args.ablate and name == "sota_resemote_small":
             specs += [(f"{name} -{s}", name, {s: False}) for s in SOTAResEmoteConfig.SWITCHES]
             specs.append((f"{name} all off", name, {s: False for s in SOTAResEmoteConfig.SWITCHES}))
+        if precisions != ["fp32"]:
+            specs = [(label if p == "fp32" else f"{label} [{p}]", n, o, p) for p in precisions for label, n, o in specs]
         groups.append(bench_group(specs, args, device))
     rows = [r for g in groups for r in g]
     if args.json != "-":

@@ -60,3 +60,46 @@ def test_bench_data_delegates(monkeypatch):
     monkeypatch.setitem(sys.modules, "fer_lib.data.bench", fake)
     assert bench.main(["--data", "--data-args", "--n 10 --quick"]) == 0
     assert seen == [["--n", "10", "--quick"]]
+
+
+class _Recorder(nn.Module):
+    """A tiny model that records the conv output dtype and whether its input is channels_last."""
+
+    def __init__(self):
+        super().__init__()
+        # 3 channels: a 1-channel tensor is channels_last-contiguous whatever its layout
+        self.config = types.SimpleNamespace(in_chans=3, num_classes=7)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = nn.Linear(4, 7)
+        self.seen = set()
+
+    def forward(self, x):
+        y = self.conv(x)
+        self.seen.add((y.dtype, x.is_contiguous(memory_format=torch.channels_last)))
+        return self.head(y.mean((2, 3)))
+
+
+def test_time_models_applies_each_precision():
+    models = {"a": _Recorder(), "b": _Recorder(), "c": _Recorder()}
+    times = bench.time_models(models, batch_size=4, iters=1, warmup=0, device=torch.device("cpu"),
+                              precision={"b": "bf16", "c": "bf16-nhwc"})
+    assert set(times) == {"a", "b", "c"}
+    assert models["a"].seen == {(torch.float32, False)}
+    assert models["b"].seen == {(torch.bfloat16, False)}
+    assert models["c"].seen == {(torch.bfloat16, True)}
+
+
+def test_bench_precisions_rows_and_errors(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--variants", "baseline_resnet18", "--batch-size", "2", "--iters", "1", "--warmup", "0",
+                     "--precisions", "fp32,bf16-nhwc", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())
+    assert [(r["label"], r["precision"]) for r in rows] == [
+        ("baseline_resnet18", "fp32"), ("baseline_resnet18 [bf16-nhwc]", "bf16-nhwc")]
+    assert rows[0]["train_x"] == 1.0 and rows[1]["gflops_x"] == pytest.approx(1.0)
+    capsys.readouterr()
+    assert bench.main(["--variants", "small", "--precisions", "fp8"]) == 2
+    assert "--precisions: unknown ['fp8']" in capsys.readouterr().err
+    assert bench.main(["--variants", "small", "--precisions", "fp16"]) == 2
+    assert "needs a CUDA device" in capsys.readouterr().err

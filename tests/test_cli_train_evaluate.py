@@ -103,3 +103,16 @@ def test_gpu_check_script_is_valid_bash():
     proc = subprocess.run(["bash", "-n", "scripts/gpu_check.sh"], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
+
+
+def test_switch_flags_override_the_preset_both_ways():
+    import argparse
+
+    from fer_lib.train.command import add_common_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser, default_preset="cpu")
+    preset = config_from_args(parser.parse_args([]))
+    assert preset.fit_budget and preset.channels_last and not preset.compile  # the cpu preset's values
+    off = config_from_args(parser.parse_args(["--no-fit-budget", "--no-channels-last", "--compile"]))
+    assert (off.fit_budget, off.channels_last, off.compile) == (False, False, True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -116,6 +117,19 @@ def test_precision_policy():
     assert not S.precision_for("bf16", cpu).use_scaler
     with pytest.raises(ValueError, match="fp16.*CUDA"):
         S.precision_for("fp16", cpu)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch, native):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert S.cpu_has_native_bf16() is native
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert S.precision_for("bf16", torch.device("cpu")).dtype == torch.bfloat16
+        S.precision_for("off", torch.device("cpu"))
+    messages = [str(w.message) for w in caught]
+    assert (messages == []) if native else (len(messages) == 1 and "--amp off" in messages[0])
 
 
 def test_optimizer_groups_skip_decay_on_norms_and_biases():

@@ -53,7 +53,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_preset: str = 
     g.add_argument("--aux-weight", type=float, help="weight of the auxiliary-head losses")
     g.add_argument("--in-chans", type=int, choices=(1, 3))
     g.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), help="mixed precision")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="NHWC memory format (faster on GPUs with tensor cores and with bf16 on CPUs)")
     g.add_argument("--no-augment", action="store_true", help="no data augmentation")
     g.add_argument("--subset", type=int, help="stratified subset of the training split (images)")
     g.add_argument("--subset-val", type=int, help="stratified subset of the validation split (images)")
@@ -61,7 +63,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_preset: str = 
     g.add_argument("--synthetic-train", type=int, help="synthetic training images (when data is synthetic)")
     g.add_argument("--synthetic-val", type=int, help="synthetic validation images")
     g.add_argument("--max-minutes", type=float, help="time budget; stops cleanly before exceeding it")
-    g.add_argument("--fit-budget", action="store_true",
+    g.add_argument("--fit-budget", action=argparse.BooleanOptionalAction,
                    help="with --max-minutes: re-plan the cosine schedule after each epoch to end when the budget does")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
@@ -97,10 +99,9 @@ def config_from_args(args: argparse.Namespace):
         overrides["model_overrides"] = options
     if getattr(args, "no_ema", False):
         overrides["ema"] = False
-    if getattr(args, "fit_budget", False):
-        overrides["fit_budget"] = True
-    if getattr(args, "compile", False):
-        overrides["compile"] = True
+    for flag in ("fit_budget", "compile", "channels_last"):  # --flag / --no-flag; absent: the preset's value
+        if getattr(args, flag, None) is not None:
+            overrides[flag] = getattr(args, flag)
     if getattr(args, "no_augment", False):
         overrides["augment"] = False
     if overrides.get("grad_clip") == 0:

@@ -7,6 +7,7 @@ Kept apart from the loop (``engine.py``) so each piece can be read, tested and r
 from __future__ import annotations
 
 import random
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -132,6 +133,12 @@ class Precision:
         return "fp32" if self.dtype is None else str(self.dtype).replace("torch.", "")
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles), which makes bf16 autocast fast."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def precision_for(amp: str, device: torch.device) -> Precision:
     """Resolve ``cfg.amp`` for ``device``.
 
@@ -148,6 +155,9 @@ def precision_for(amp: str, device: torch.device) -> Precision:
     if device.type != "cuda":
         if amp == "fp16":
             raise ValueError(f"amp='fp16' needs a CUDA device, got {device}; use amp='off' or 'bf16'")
+        if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+            warnings.warn("amp='bf16' on a CPU without native bf16 instructions (AVX512-BF16 or AMX): bf16 is "
+                          "emulated and usually slower than fp32 here; pass --amp off", stacklevel=2)
         return Precision(torch.bfloat16 if amp == "bf16" else None, device.type)
     if amp == "auto":
         native_bf16 = torch.cuda.get_device_capability(device)[0] >= 8
