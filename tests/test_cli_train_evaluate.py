@@ -116,3 +116,18 @@ def test_switch_flags_override_the_preset_both_ways():
     assert preset.fit_budget and preset.channels_last and not preset.compile  # the cpu preset's values
     off = config_from_args(parser.parse_args(["--no-fit-budget", "--no-channels-last", "--compile"]))
     assert (off.fit_budget, off.channels_last, off.compile) == (False, False, True)
+
+
+def test_augment_option_reaches_the_config_and_bad_keys_fail_early():
+    import argparse
+
+    from fer_lib.train.command import add_common_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser, default_preset="cpu")
+    cfg = config_from_args(parser.parse_args(["--augment-option", "erase_p=0", "--augment-option", "scale=[0.8,1.2]"]))
+    assert cfg.augment_overrides == {"erase_p": 0, "scale": [0.8, 1.2]}
+    with pytest.raises(ValueError, match=r"augment_overrides: unknown AugmentConfig keys \['erase'\]"):
+        config_from_args(parser.parse_args(["--augment-option", "erase=0"]))
+    with pytest.raises(ValueError, match="flip_p must be a probability"):
+        config_from_args(parser.parse_args(["--augment-option", "flip_p=2"]))

@@ -57,6 +57,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_preset: str = 
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC memory format (faster on GPUs with tensor cores and with bf16 on CPUs)")
     g.add_argument("--no-augment", action="store_true", help="no data augmentation")
+    g.add_argument("--augment-option", action="append", metavar="KEY=VALUE", default=[],
+                   help="fer_lib.data.AugmentConfig override, repeatable (e.g. erase_p=0, rotate_deg=10)")
     g.add_argument("--subset", type=int, help="stratified subset of the training split (images)")
     g.add_argument("--subset-val", type=int, help="stratified subset of the validation split (images)")
     g.add_argument("--val-split", help="validation split name (default PublicTest)")
@@ -97,6 +99,9 @@ def config_from_args(args: argparse.Namespace):
     options = dict(parse_option(o) for o in getattr(args, "model_option", None) or [])
     if options:
         overrides["model_overrides"] = options
+    aug_options = dict(parse_option(o) for o in getattr(args, "augment_option", None) or [])
+    if aug_options:
+        overrides["augment_overrides"] = aug_options
     if getattr(args, "no_ema", False):
         overrides["ema"] = False
     for flag in ("fit_budget", "compile", "channels_last"):  # --flag / --no-flag; absent: the preset's value

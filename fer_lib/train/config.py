@@ -157,6 +157,13 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{key} must be a positive image count or None, got {value!r}")
         if self.in_chans not in (1, 3):
             raise ValueError(f"TrainConfig.in_chans must be 1 or 3, got {self.in_chans!r}")
+        if self.augment_overrides:
+            from fer_lib.data.augment import AugmentConfig
+
+            try:
+                AugmentConfig.from_dict(self.augment_overrides)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"TrainConfig.augment_overrides: {e}") from None
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if not 0.0 < self.ema_decay < 1.0:
