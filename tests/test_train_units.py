@@ -142,7 +142,7 @@ def test_optimizer_groups_skip_decay_on_norms_and_biases():
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"]
 
 
-def test_replan_restarts_the_cosine_from_the_current_factor():
+def test_replan_continues_the_cosine_from_its_phase():
     p = nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1.0)
     sched = WarmupCosineSchedule(opt, total_steps=100, warmup_steps=10, min_lr_ratio=0.1)
@@ -153,11 +153,14 @@ def test_replan_restarts_the_cosine_from_the_current_factor():
         [warmup_cosine_factor(s, 60, 10, 0.1) for s in (10, 35, 60)])
     for _ in range(20):
         sched.step()
+    sched.replan(60)  # the same end again: nothing changes
+    assert [sched.factor(s) for s in range(30, 61)] == pytest.approx(
+        [warmup_cosine_factor(s, 60, 10, 0.1) for s in range(30, 61)])
     f_now = sched.factor()
-    sched.replan(50)  # behind schedule: shorten; the factor continues from where it is, then decays to r
+    sched.replan(50)  # behind schedule: shorten; the cosine goes on from phase 20/50 = 0.4 at step 30
     assert sched.factor() == pytest.approx(f_now)
-    mid = 0.1 + (f_now - 0.1) * 0.5  # half way through the new decay (step 40 of 30..50)
-    assert sched.factor(40) == pytest.approx(mid) and sched.factor(50) == pytest.approx(0.1)
+    by_hand = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (0.4 + 0.6 * 0.5)))  # step 40: half of the rest
+    assert sched.factor(40) == pytest.approx(by_hand) and sched.factor(50) == pytest.approx(0.1)
     lrs = [sched.step() for _ in range(20)]
     assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:]))  # monotone: no jump up
     state = sched.state_dict()
@@ -165,6 +168,29 @@ def test_replan_restarts_the_cosine_from_the_current_factor():
     with pytest.raises(ValueError, match="does not match this run"):
         other.load_state_dict(state)
     other.load_state_dict(state, strict=False)  # a fit_budget resume takes the checkpoint's plan
-    assert other.total_steps == 50 and other.factor(40) == pytest.approx(mid)
+    assert other.total_steps == 50 and other.factor(40) == pytest.approx(by_hand)
     sched.replan(5)  # shorter than the steps already taken: ends now
     assert sched.total_steps == sched.step_count == 50
+
+
+def test_replanning_every_epoch_to_the_same_end_keeps_the_cosine():
+    """The factor-restart design failed this: re-planned every epoch it stayed near the peak until the last epochs."""
+    plain = WarmupCosineSchedule(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), 200, 20, 0.01)
+    fitted = WarmupCosineSchedule(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), 200, 20, 0.01)
+    a, b = [], []
+    for step in range(200):
+        a.append(plain.step())
+        b.append(fitted.step())
+        if step % 10 == 9:
+            fitted.replan(200)
+    assert b == pytest.approx(a)
+    assert b[110] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 90 / 180)))  # half way: ~0.5
+
+
+def test_schedule_loads_a_factor_restart_checkpoint():
+    sched = WarmupCosineSchedule(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), 100, 10, 0.1)
+    old = {"step_count": 40, "total_steps": 100, "warmup_steps": 10, "min_lr_ratio": 0.1, "start_step": 30,
+           "start_factor": 0.55}  # written before start_phase existed
+    sched.load_state_dict(old)
+    assert sched.factor(30) == pytest.approx(0.55) and sched.factor(100) == pytest.approx(0.1)
+    assert sched.start_phase == pytest.approx(0.5)  # 0.1 + 0.9 * 0.5 * (1 + cos(pi / 2)) = 0.55

@@ -362,7 +362,7 @@ def _fit_plan_to_budget(schedule: WarmupCosineSchedule, step_s: float, val_s: fl
     Each later step is assumed to cost ``step_s`` (the mean over the last three epochs) plus its share of one
     validation pass (``val_s``) per epoch; 3% of the budget is held back for checkpoint writes and timing noise. A
     machine that slows down (or speeds up) mid-run shortens (or lengthens) the rest of the plan, and the learning
-    rate continues smoothly from where it is (``WarmupCosineSchedule.replan``). Ranks agree on the mean plan.
+    rate's cosine continues from its current phase (``WarmupCosineSchedule.replan``). Ranks agree on the mean plan.
     """
     val_s = max(0.0, val_s)
     remaining = budget_s * 0.97 - elapsed_s - val_s  # the last (possibly partial) epoch validates too

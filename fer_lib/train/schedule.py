@@ -9,11 +9,15 @@ and the "gradual warmup" of Goyal et al. (https://arxiv.org/abs/1706.02677) that
             p = (s - warmup_steps) / max(1, total_steps - warmup_steps),     r = min_lr_ratio
 
 Re-planning (``replan``, used by ``TrainConfig.fit_budget``): when a run must end at another step than planned, the
-cosine restarts *from the current factor* f0 at the current step s0, so the learning rate never jumps:
+cosine *continues from its current phase* p0 at the current step s0 and is stretched (or squeezed) over the steps
+that are left, so the learning rate never jumps and the curve keeps the cosine's shape:
 
-    lr(s) = peak * (r + (f0 - r) * 0.5 * (1 + cos(pi * (s - s0) / (total_steps - s0))))     for s >= s0
+    p = p0 + (1 - p0) * (s - s0) / (total_steps - s0)                                         for s >= s0
 
-(before any re-plan s0 = warmup_steps and f0 = 1, which is the formula above).
+(before any re-plan s0 = warmup_steps and p0 = 0, which is the formula above; a re-plan to the same end changes
+nothing). Restarting the cosine from the current *factor* instead (phase 0, slope 0) looks equivalent but is not:
+re-planned after every epoch it keeps the learning rate near its peak for most of the run and anneals only in the
+last few epochs.
 
 The schedule is a tiny object with ``state_dict()`` / ``load_state_dict()`` holding only ints and floats, so it is
 saved in checkpoints and ``resume`` continues at the exact step.
@@ -27,7 +31,7 @@ import torch
 
 
 def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, min_lr_ratio: float,
-                         start_step: int | None = None, start_factor: float = 1.0) -> float:
+                         start_step: int | None = None, start_phase: float = 0.0) -> float:
     """Multiplier of the peak learning rate at optimiser step ``step`` (0-based).
 
     Args:
@@ -35,8 +39,8 @@ def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, min_lr_
         total_steps: planned optimiser steps of the whole run.
         warmup_steps: linear-warmup steps (0: start at the peak).
         min_lr_ratio: final learning rate as a fraction of the peak.
-        start_step / start_factor: where the cosine starts and from which factor (default: the end of warmup, 1.0;
-            a re-plan moves them to the step and factor at which it happened).
+        start_step / start_phase: the step from which the cosine runs on and its phase there, in ``[0, 1]``
+            (default: the end of warmup, phase 0; a re-plan moves them to the step and phase at which it happened).
 
     Returns:
         A float in ``[min_lr_ratio, 1]`` (warmup starts at ``1 / warmup_steps``); clamped after ``total_steps``.
@@ -44,9 +48,19 @@ def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, min_lr_
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     s0 = warmup_steps if start_step is None else max(start_step, warmup_steps)
-    f0 = 1.0 if start_step is None or start_step < warmup_steps else start_factor
-    progress = min(1.0, max(0, step - s0) / max(1, total_steps - s0))
-    return min_lr_ratio + (f0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    p0 = 0.0 if start_step is None or start_step < warmup_steps else start_phase
+    progress = p0 + (1.0 - p0) * min(1.0, max(0, step - s0) / max(1, total_steps - s0))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def cosine_phase(step: int, total_steps: int, warmup_steps: int, start_step: int | None = None,
+                 start_phase: float = 0.0) -> float:
+    """The cosine's phase in ``[0, 1]`` at ``step`` (0 during warmup), as :func:`warmup_cosine_factor` uses it."""
+    if step < warmup_steps:
+        return 0.0
+    s0 = warmup_steps if start_step is None else max(start_step, warmup_steps)
+    p0 = 0.0 if start_step is None or start_step < warmup_steps else start_phase
+    return p0 + (1.0 - p0) * min(1.0, max(0, step - s0) / max(1, total_steps - s0))
 
 
 class WarmupCosineSchedule:
@@ -75,7 +89,7 @@ class WarmupCosineSchedule:
         self.min_lr_ratio = float(min_lr_ratio)
         self.step_count = 0
         self.start_step: int | None = None  # set by replan()
-        self.start_factor = 1.0
+        self.start_phase = 0.0
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
 
@@ -83,7 +97,7 @@ class WarmupCosineSchedule:
         """Multiplier at ``step`` (default: the next step)."""
         step = self.step_count if step is None else step
         return warmup_cosine_factor(step, self.total_steps, self.warmup_steps, self.min_lr_ratio, self.start_step,
-                                    self.start_factor)
+                                    self.start_phase)
 
     def step(self) -> float:
         """Set the learning rate for the coming optimiser step, advance, and return the first group's lr."""
@@ -96,12 +110,13 @@ class WarmupCosineSchedule:
     def replan(self, total_steps: int) -> None:
         """End the run at ``total_steps`` instead (e.g. to fit a time budget), without a jump in the learning rate.
 
-        Inside the cosine part the decay restarts from the current factor at the current step and reaches
+        Inside the cosine part the cosine continues from its phase at the current step and reaches
         ``min_lr_ratio`` at ``total_steps``; during warmup only the end point moves. A plan shorter than the steps
         already taken (or than warmup) is raised to that point.
         """
         if self.step_count > self.warmup_steps:
-            self.start_factor = self.factor(self.step_count)
+            self.start_phase = cosine_phase(self.step_count, self.total_steps, self.warmup_steps, self.start_step,
+                                            self.start_phase)
             self.start_step = self.step_count
         self.total_steps = max(int(total_steps), self.step_count, self.warmup_steps, 1)
 
@@ -117,7 +132,7 @@ class WarmupCosineSchedule:
             "warmup_steps": self.warmup_steps,
             "min_lr_ratio": self.min_lr_ratio,
             "start_step": -1 if self.start_step is None else self.start_step,
-            "start_factor": self.start_factor,
+            "start_phase": self.start_phase,
         }
 
     def load_state_dict(self, state: dict[str, int | float], strict: bool = True) -> None:
@@ -140,4 +155,9 @@ class WarmupCosineSchedule:
         self.min_lr_ratio = float(state["min_lr_ratio"])
         start = int(state.get("start_step", -1))
         self.start_step = None if start < 0 else start
-        self.start_factor = float(state.get("start_factor", 1.0))
+        if "start_phase" in state:
+            self.start_phase = float(state["start_phase"])
+        else:  # a checkpoint of the factor-restart version: the phase at which the cosine has that factor
+            r, f0 = self.min_lr_ratio, float(state.get("start_factor", 1.0))
+            cos = 2.0 * (f0 - r) / max(1e-12, 1.0 - r) - 1.0
+            self.start_phase = math.acos(max(-1.0, min(1.0, cos))) / math.pi
