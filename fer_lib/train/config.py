@@ -10,9 +10,10 @@ Presets (:data:`PRESETS`, used by ``python -m fer_lib train --preset NAME``):
 * ``demo``: 2 epochs on a 3,000 / 1,000 image subset of FER2013 (or synthetic faces when FER2013 is absent);
   meant to finish within 2 minutes on 2 CPU cores. Shows the whole pipeline, not a good model.
 * ``cpu``: the full FER2013 training split on 2 CPU cores in at most 60 minutes: ``baseline_resnet18`` with the
-  stock (stride-4) stem, time budget 58 minutes with ``fit_budget`` (the cosine schedule ends with the budget,
-  whatever the machine's speed). The plain backbone, because the equal-budget ablation found no attention module
-  that pays for its cost at this budget (``docs/results/training.md``).
+  stock (stride-4) stem, bf16 autocast and channels_last (for CPUs with native bf16; else pass ``--amp off``), batch
+  256, time budget 58 minutes with ``fit_budget`` (the cosine schedule ends with the budget, whatever the machine's
+  speed). The plain backbone, because the equal-budget ablation found no attention module that pays for its cost at
+  this budget. Measured: 0.656 PublicTest (``docs/results/training.md``).
 * ``gpu``: the full recipe for one GPU (Colab T4/A100): medium model, mixed precision, batch 256, mixup/cutmix.
 """
 
