@@ -30,6 +30,16 @@ import math
 import torch
 
 
+def cosine_phase(step: int, total_steps: int, warmup_steps: int, start_step: int | None = None,
+                 start_phase: float = 0.0) -> float:
+    """The cosine's phase in ``[0, 1]`` at ``step`` (0 during warmup), as :func:`warmup_cosine_factor` uses it."""
+    if step < warmup_steps:
+        return 0.0
+    s0 = warmup_steps if start_step is None else max(start_step, warmup_steps)
+    p0 = 0.0 if start_step is None or start_step < warmup_steps else start_phase
+    return p0 + (1.0 - p0) * min(1.0, max(0, step - s0) / max(1, total_steps - s0))
+
+
 def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, min_lr_ratio: float,
                          start_step: int | None = None, start_phase: float = 0.0) -> float:
     """Multiplier of the peak learning rate at optimiser step ``step`` (0-based).
@@ -47,20 +57,8 @@ def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, min_lr_
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    s0 = warmup_steps if start_step is None else max(start_step, warmup_steps)
-    p0 = 0.0 if start_step is None or start_step < warmup_steps else start_phase
-    progress = p0 + (1.0 - p0) * min(1.0, max(0, step - s0) / max(1, total_steps - s0))
+    progress = cosine_phase(step, total_steps, warmup_steps, start_step, start_phase)
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def cosine_phase(step: int, total_steps: int, warmup_steps: int, start_step: int | None = None,
-                 start_phase: float = 0.0) -> float:
-    """The cosine's phase in ``[0, 1]`` at ``step`` (0 during warmup), as :func:`warmup_cosine_factor` uses it."""
-    if step < warmup_steps:
-        return 0.0
-    s0 = warmup_steps if start_step is None else max(start_step, warmup_steps)
-    p0 = 0.0 if start_step is None or start_step < warmup_steps else start_phase
-    return p0 + (1.0 - p0) * min(1.0, max(0, step - s0) / max(1, total_steps - s0))
 
 
 class WarmupCosineSchedule:
