@@ -131,3 +131,18 @@ def test_augment_option_reaches_the_config_and_bad_keys_fail_early():
         config_from_args(parser.parse_args(["--augment-option", "erase=0"]))
     with pytest.raises(ValueError, match="flip_p must be a probability"):
         config_from_args(parser.parse_args(["--augment-option", "flip_p=2"]))
+
+
+def test_model_option_changes_one_key_of_the_presets_model_overrides():
+    import argparse
+
+    from fer_lib.train.command import add_common_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser, default_preset="cpu")
+    assert config_from_args(parser.parse_args([])).model_overrides == {"stem": "default"}
+    # the preset's stem must survive (it once silently fell back to the model's 3x slower no_maxpool stem)
+    cfg = config_from_args(parser.parse_args(["--model-option", "input_size=64"]))
+    assert cfg.model_overrides == {"stem": "default", "input_size": 64}
+    cfg = config_from_args(parser.parse_args(["--model-option", "stem=no_maxpool", "--model-option", "dropout=0.3"]))
+    assert cfg.model_overrides == {"stem": "no_maxpool", "dropout": 0.3}

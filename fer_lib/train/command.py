@@ -33,7 +33,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_preset: str = 
     g = parser.add_argument_group("overrides (default: the preset's value)")
     g.add_argument("--model", help="sota_resemote_small|medium|large, baseline_resnet18|34|50")
     g.add_argument("--model-option", action="append", metavar="KEY=VALUE", default=[],
-                   help="model config override, repeatable (e.g. cbam=false, stem=default, dropout=0.3)")
+                   help="model config override on top of the preset's, repeatable (e.g. cbam=false, dropout=0.3)")
     g.add_argument("--data", choices=("auto", "fer2013", "synthetic"), help="auto: FER2013 when found, else synthetic")
     g.add_argument("--data-root", help="FER2013 location (CSV, ICML CSV or Kaggle folders); default: search")
     g.add_argument("--epochs", type=int)
@@ -58,7 +58,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_preset: str = 
                    help="NHWC memory format (faster on GPUs with tensor cores and with bf16 on CPUs)")
     g.add_argument("--no-augment", action="store_true", help="no data augmentation")
     g.add_argument("--augment-option", action="append", metavar="KEY=VALUE", default=[],
-                   help="fer_lib.data.AugmentConfig override, repeatable (e.g. erase_p=0, rotate_deg=10)")
+                   help="fer_lib.data.AugmentConfig override on top of the preset's, repeatable (e.g. erase_p=0)")
     g.add_argument("--subset", type=int, help="stratified subset of the training split (images)")
     g.add_argument("--subset-val", type=int, help="stratified subset of the validation split (images)")
     g.add_argument("--val-split", help="validation split name (default PublicTest)")
@@ -93,15 +93,18 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 def config_from_args(args: argparse.Namespace):
     """The preset's :class:`TrainConfig` with every flag the user gave applied."""
-    from fer_lib.train.config import preset_config
+    from fer_lib.train.config import PRESETS, preset_config
 
     overrides: dict[str, Any] = {f: getattr(args, d) for d, f in FLAG_FIELDS.items() if getattr(args, d, None) is not None}
+    preset = PRESETS.get(args.preset, {})  # an unknown preset fails in preset_config, with the list of known ones
+    # --model-option / --augment-option change single keys *on top of* the preset's dict (the cpu preset's
+    # stem="default" survives --model-option input_size=64)
     options = dict(parse_option(o) for o in getattr(args, "model_option", None) or [])
     if options:
-        overrides["model_overrides"] = options
+        overrides["model_overrides"] = {**preset.get("model_overrides", {}), **options}
     aug_options = dict(parse_option(o) for o in getattr(args, "augment_option", None) or [])
     if aug_options:
-        overrides["augment_overrides"] = aug_options
+        overrides["augment_overrides"] = {**preset.get("augment_overrides", {}), **aug_options}
     if getattr(args, "no_ema", False):
         overrides["ema"] = False
     for flag in ("fit_budget", "compile", "channels_last"):  # --flag / --no-flag; absent: the preset's value
