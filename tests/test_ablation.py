@@ -11,7 +11,7 @@ from fer_lib import ablation
 
 def _args(**kw) -> argparse.Namespace:
     base = dict(preset="cpu", minutes=15.0, threads=1, out=Path("runs/ablation"), data="fer2013", stem="default",
-                train_args=[])
+                input_size=48, train_args=[])
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -26,6 +26,9 @@ def test_each_variant_switches_off_exactly_its_module():
         == "baseline_resnet18"
     probe = ablation.train_command("baseline_no_maxpool", _args())
     assert 'stem="no_maxpool"' in probe and 'stem="default"' not in probe  # the probe's stem wins
+    assert "input_size=48" in full  # not the cpu preset's 64: the measured table is at 48 px
+    probe64 = ablation.train_command("baseline_64px", _args())
+    assert "input_size=64" in probe64 and "input_size=48" not in probe64
 
 
 def test_table_reports_differences_against_the_full_model():
@@ -49,7 +52,7 @@ def test_ablation_runs_and_tables_real_runs(tmp_path, capsys):
         assert config["fit_budget"] and config["max_minutes"] == 0.3 and config["data"] == "synthetic"
         assert r["minutes"] <= 0.3 and r["images_seen"] >= 128 and 0.0 <= r["best_val_acc"] <= 1.0  # >= 1 batch
     assert json.loads((out / "no_gem" / "config.json").read_text())["model_overrides"] == {"stem": "default",
-                                                                                          "gem": False}
+                                                                                          "input_size": 48, "gem": False}
     assert "| no_gem |" in (out / "ablation.md").read_text()
     # a run that fails (an unknown flag) is reported, and the driver exits non-zero
     assert ablation.main(["--data", "synthetic", "--minutes", "0.1", "--only", "no_aux", "--out", str(out), "--",
