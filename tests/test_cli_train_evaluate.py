@@ -140,9 +140,9 @@ def test_model_option_changes_one_key_of_the_presets_model_overrides():
 
     parser = argparse.ArgumentParser()
     add_common_arguments(parser, default_preset="cpu")
-    assert config_from_args(parser.parse_args([])).model_overrides == {"stem": "default"}
+    assert config_from_args(parser.parse_args([])).model_overrides == {"stem": "default", "input_size": 64}
     # the preset's stem must survive (it once silently fell back to the model's 3x slower no_maxpool stem)
-    cfg = config_from_args(parser.parse_args(["--model-option", "input_size=64"]))
-    assert cfg.model_overrides == {"stem": "default", "input_size": 64}
+    cfg = config_from_args(parser.parse_args(["--model-option", "input_size=48"]))
+    assert cfg.model_overrides == {"stem": "default", "input_size": 48}
     cfg = config_from_args(parser.parse_args(["--model-option", "stem=no_maxpool", "--model-option", "dropout=0.3"]))
-    assert cfg.model_overrides == {"stem": "no_maxpool", "dropout": 0.3}
+    assert cfg.model_overrides == {"stem": "no_maxpool", "input_size": 64, "dropout": 0.3}
