@@ -146,3 +146,16 @@ def test_model_option_changes_one_key_of_the_presets_model_overrides():
     assert cfg.model_overrides == {"stem": "default", "input_size": 48}
     cfg = config_from_args(parser.parse_args(["--model-option", "stem=no_maxpool", "--model-option", "dropout=0.3"]))
     assert cfg.model_overrides == {"stem": "no_maxpool", "input_size": 64, "dropout": 0.3}
+
+
+def test_schedule_flags_override_only_their_field():
+    import argparse
+
+    from fer_lib.train.command import add_common_arguments, config_from_args
+    from fer_lib.train.config import preset_config
+
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser, default_preset="cpu")
+    cfg = config_from_args(parser.parse_args(["--min-lr-ratio", "0.3", "--warmup-epochs", "2"]))
+    assert (cfg.min_lr_ratio, cfg.warmup_epochs) == (0.3, 2.0)
+    assert cfg.recipe_diff(preset_config("cpu")) == {"min_lr_ratio": (0.3, 0.01), "warmup_epochs": (2.0, 1.0)}

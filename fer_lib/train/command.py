@@ -18,6 +18,7 @@ FLAG_FIELDS = {
     "data_root": "data_root", "max_minutes": "max_minutes", "out": "out_dir", "name": "name", "device": "device",
     "seed": "seed", "subset": "subset_train", "subset_val": "subset_val", "resume": "resume", "amp": "amp",
     "optimizer": "optimizer", "weight_decay": "weight_decay", "warmup_epochs": "warmup_epochs",
+    "min_lr_ratio": "min_lr_ratio",
     "label_smoothing": "label_smoothing", "mixup": "mixup_alpha", "cutmix": "cutmix_alpha", "mix_prob": "mix_prob",
     "class_balance": "class_balance", "ema_decay": "ema_decay", "grad_clip": "grad_clip", "threads": "num_threads",
     "log_every": "log_every", "in_chans": "in_chans", "aux_weight": "aux_weight", "val_split": "val_split",
@@ -42,6 +43,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_preset: str = 
     g.add_argument("--optimizer", choices=("adamw", "sgd"))
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--warmup-epochs", type=float)
+    g.add_argument("--min-lr-ratio", type=float, help="the cosine ends at lr * this (0.01: nearly 0; 1: constant)")
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--mixup", type=float, help="mixup alpha (0: off)")
     g.add_argument("--cutmix", type=float, help="cutmix alpha (0: off)")
