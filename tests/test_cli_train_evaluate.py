@@ -156,6 +156,6 @@ def test_schedule_flags_override_only_their_field():
 
     parser = argparse.ArgumentParser()
     add_common_arguments(parser, default_preset="cpu")
-    cfg = config_from_args(parser.parse_args(["--min-lr-ratio", "0.3", "--warmup-epochs", "2"]))
-    assert (cfg.min_lr_ratio, cfg.warmup_epochs) == (0.3, 2.0)
-    assert cfg.recipe_diff(preset_config("cpu")) == {"min_lr_ratio": (0.3, 0.01), "warmup_epochs": (2.0, 1.0)}
+    cfg = config_from_args(parser.parse_args(["--min-lr-ratio", "0.5", "--warmup-epochs", "2"]))
+    assert (cfg.min_lr_ratio, cfg.warmup_epochs) == (0.5, 2.0)
+    assert cfg.recipe_diff(preset_config("cpu")) == {"min_lr_ratio": (0.5, 0.3), "warmup_epochs": (2.0, 1.0)}
