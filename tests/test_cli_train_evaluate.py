@@ -105,57 +105,45 @@ def test_gpu_check_script_is_valid_bash():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_switch_flags_override_the_preset_both_ways():
+def _cpu_config(*flags: str):
+    """The TrainConfig that ``python -m fer_lib train --preset cpu FLAGS`` would build (parsed, not run)."""
     import argparse
 
     from fer_lib.train.command import add_common_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_common_arguments(parser, default_preset="cpu")
-    preset = config_from_args(parser.parse_args([]))
+    return config_from_args(parser.parse_args(list(flags)))
+
+
+def test_switch_flags_override_the_preset_both_ways():
+    preset = _cpu_config()
     assert preset.fit_budget and preset.channels_last and not preset.compile  # the cpu preset's values
-    off = config_from_args(parser.parse_args(["--no-fit-budget", "--no-channels-last", "--compile"]))
+    off = _cpu_config("--no-fit-budget", "--no-channels-last", "--compile")
     assert (off.fit_budget, off.channels_last, off.compile) == (False, False, True)
 
 
 def test_augment_option_reaches_the_config_and_bad_keys_fail_early():
-    import argparse
-
-    from fer_lib.train.command import add_common_arguments, config_from_args
-
-    parser = argparse.ArgumentParser()
-    add_common_arguments(parser, default_preset="cpu")
-    cfg = config_from_args(parser.parse_args(["--augment-option", "erase_p=0", "--augment-option", "scale=[0.8,1.2]"]))
+    cfg = _cpu_config("--augment-option", "erase_p=0", "--augment-option", "scale=[0.8,1.2]")
     assert cfg.augment_overrides == {"erase_p": 0, "scale": [0.8, 1.2]}
     with pytest.raises(ValueError, match=r"augment_overrides: unknown AugmentConfig keys \['erase'\]"):
-        config_from_args(parser.parse_args(["--augment-option", "erase=0"]))
+        _cpu_config("--augment-option", "erase=0")
     with pytest.raises(ValueError, match="flip_p must be a probability"):
-        config_from_args(parser.parse_args(["--augment-option", "flip_p=2"]))
+        _cpu_config("--augment-option", "flip_p=2")
 
 
 def test_model_option_changes_one_key_of_the_presets_model_overrides():
-    import argparse
-
-    from fer_lib.train.command import add_common_arguments, config_from_args
-
-    parser = argparse.ArgumentParser()
-    add_common_arguments(parser, default_preset="cpu")
-    assert config_from_args(parser.parse_args([])).model_overrides == {"stem": "default", "input_size": 64}
+    assert _cpu_config().model_overrides == {"stem": "default", "input_size": 64}
     # the preset's stem must survive (it once silently fell back to the model's 3x slower no_maxpool stem)
-    cfg = config_from_args(parser.parse_args(["--model-option", "input_size=48"]))
+    cfg = _cpu_config("--model-option", "input_size=48")
     assert cfg.model_overrides == {"stem": "default", "input_size": 48}
-    cfg = config_from_args(parser.parse_args(["--model-option", "stem=no_maxpool", "--model-option", "dropout=0.3"]))
+    cfg = _cpu_config("--model-option", "stem=no_maxpool", "--model-option", "dropout=0.3")
     assert cfg.model_overrides == {"stem": "no_maxpool", "input_size": 64, "dropout": 0.3}
 
 
 def test_schedule_flags_override_only_their_field():
-    import argparse
-
-    from fer_lib.train.command import add_common_arguments, config_from_args
     from fer_lib.train.config import preset_config
 
-    parser = argparse.ArgumentParser()
-    add_common_arguments(parser, default_preset="cpu")
-    cfg = config_from_args(parser.parse_args(["--min-lr-ratio", "0.5", "--warmup-epochs", "2"]))
+    cfg = _cpu_config("--min-lr-ratio", "0.5", "--warmup-epochs", "2")
     assert (cfg.min_lr_ratio, cfg.warmup_epochs) == (0.5, 2.0)
     assert cfg.recipe_diff(preset_config("cpu")) == {"min_lr_ratio": (0.5, 0.3), "warmup_epochs": (2.0, 1.0)}
