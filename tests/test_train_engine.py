@@ -87,6 +87,37 @@ def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, data):
     assert [[h[k] for k in keys] for h in full.history] == [[h[k] for k in keys] for h in resumed.history]
 
 
+def test_fp16_with_grad_scaler_trains_checkpoints_and_resumes_exactly(tmp_path, data, monkeypatch):
+    """CUDA's fp16 path (GPUs without bf16: T4, V100): fp16 autocast plus a GradScaler. No GPU here, so the same loop
+    code runs on the CPU, where torch also has fp16 autocast and a GradScaler; only the device differs."""
+    from fer_lib.train import setup as S
+
+    monkeypatch.setattr(S, "precision_for", lambda amp, device: S.Precision(torch.float16, device.type))
+    cfg = tiny_cfg(tmp_path, epochs=3)
+    torch.manual_seed(1)
+    full = train(cfg.replace(name="full"), data, progress=False, model=TinyNet())
+    scaler = load_checkpoint(tmp_path / "full" / "last.pt")["scaler"]
+    assert scaler is not None and scaler["scale"] > 0 and scaler["_growth_tracker"] >= 0  # its state is saved
+    assert all(torch.isfinite(v).all() for v in full.model.state_dict().values() if v.is_floating_point())
+    assert full.history[-1]["train_loss"] < full.history[0]["train_loss"]  # it learns through the scaler
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one(epoch, row):
+        if epoch == 0:
+            raise Stop
+
+    torch.manual_seed(1)
+    with pytest.raises(Stop):
+        train(cfg.replace(name="cut"), data, progress=False, model=TinyNet(), on_epoch_end=stop_after_one)
+    resumed = train(cfg.replace(name="cut"), data, progress=False, model=TinyNet(), resume=tmp_path / "cut" / "last.pt")
+    # the scale and its growth counter continue from the checkpoint (a fresh scaler would restart at 65536, count 0)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["scaler"] == scaler
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
 def test_resume_refuses_a_different_recipe_or_data(tmp_path, data):
     cfg = tiny_cfg(tmp_path, epochs=1)
     res = train(cfg, data, progress=False, model=TinyNet())

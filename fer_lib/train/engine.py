@@ -163,7 +163,7 @@ def train(
     schedule = WarmupCosineSchedule(optimizer, total, min(total, round(cfg.warmup_epochs * steps_per_epoch)),
                                     cfg.min_lr_ratio)
     precision = S.precision_for(cfg.amp, device)
-    scaler = torch.amp.GradScaler("cuda") if precision.use_scaler else None
+    scaler = torch.amp.GradScaler(device.type) if precision.use_scaler else None  # fp16 (CUDA); tests run it on CPU
     augment = Augment(AugmentConfig.from_dict(cfg.augment_overrides)) if cfg.augment else None
     mixing = cfg.mix_prob > 0 and (cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0)
 
