@@ -10,7 +10,7 @@ from fer_lib import ablation
 
 
 def _args(**kw) -> argparse.Namespace:
-    base = dict(preset="cpu", minutes=15.0, threads=1, out=Path("runs/ablation"), data="fer2013", stem="default",
+    base = dict(preset="ablation", minutes=15.0, threads=1, out=Path("runs/ablation"), data="fer2013", stem="default",
                 input_size=48, train_args=[])
     return argparse.Namespace(**{**base, **kw})
 
@@ -29,6 +29,41 @@ def test_each_variant_switches_off_exactly_its_module():
     assert "input_size=48" in full  # not the cpu preset's 64: the measured table is at 48 px
     probe64 = ablation.train_command("baseline_64px", _args())
     assert "input_size=64" in probe64 and "input_size=48" not in probe64
+
+
+#: The recipe of the measured table's ``full`` run (runs/ablation/full/config.json of commit 1b362d9, runtime fields
+#: left out). That run's driver passed no input_size; 48 is the model's default, so the model is the same.
+MEASURED_FULL = {
+    "model": "sota_resemote_small", "model_overrides": {"stem": "default", "input_size": 48}, "in_chans": 1,
+    "data": "fer2013", "train_split": "Training", "val_split": "PublicTest", "subset_train": None, "subset_val": None,
+    "synthetic_train": 2000, "synthetic_val": 500, "epochs": 20, "batch_size": 128, "eval_batch_size": 512,
+    "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05, "momentum": 0.9, "warmup_epochs": 1.0,
+    "min_lr_ratio": 0.01, "label_smoothing": 0.1, "aux_weight": 0.3, "augment": True, "augment_overrides": {},
+    "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "mix_prob": 0.0, "ema": True, "ema_decay": 0.999, "grad_clip": 5.0,
+    "amp": "auto", "channels_last": True, "class_balance": "none", "class_balance_power": 0.5, "seed": 0,
+    "deterministic": False, "fit_budget": True,
+}
+
+
+def _train_config(cmd: list[str]):
+    """The TrainConfig that the driver's ``python -m fer_lib train ...`` command line builds (parsed, not run)."""
+    from fer_lib.cli import build_parser
+    from fer_lib.train.command import config_from_args
+
+    assert cmd[1:4] == ["-m", "fer_lib", "train"]
+    return config_from_args(build_parser("train").parse_args(cmd[3:]))
+
+
+def test_default_driver_reproduces_the_measured_recipe():
+    """Whatever the cpu preset becomes, the driver's defaults rebuild the recipe of the published table."""
+    defaults = ablation.build_parser().parse_args([])
+    full = _train_config(ablation.train_command("full", defaults))
+    assert full.recipe_diff(MEASURED_FULL) == {}
+    assert full.max_minutes == 15.0 and full.name == "full"
+    baseline = _train_config(ablation.train_command("baseline", defaults))
+    assert baseline.recipe_diff(MEASURED_FULL) == {"model": ("baseline_resnet18", "sota_resemote_small")}
+    # the cpu preset is a different recipe: starting from it would not reproduce the table
+    assert _train_config(ablation.train_command("full", _args(preset="cpu"))).recipe_diff(MEASURED_FULL)
 
 
 def test_table_reports_differences_against_the_full_model():
