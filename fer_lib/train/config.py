@@ -244,9 +244,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         weight_decay=0.05,  # measured at 64 px (0.659); 0.1 only at 48 px (0.656; 0.05 with mixup there: 0.656)
         warmup_epochs=1.0,
         # the cosine ends at 0.3 * lr, not ~0: with EMA the high-lr tail keeps learning while the annealed tail only
-        # overfit (PublicTest loss rose from epoch 25 of 36); measured 0.663 and 0.666 (seeds 0 and 1), 0.677 and
-        # 0.678 with flip TTA, against 0.659 / 0.669 for the cosine to 0.01 x lr (seed 2, on a slower day: 0.661 / 0.667;
-        # seed 3: 0.674 / 0.680)
+        # overfit (PublicTest loss rose from epoch 25 of 36); measured 0.661-0.674 over four seeds (module docstring),
+        # 0.667-0.680 with flip TTA, against 0.659 / 0.669 for the cosine to 0.01 x lr
         min_lr_ratio=0.3,
         label_smoothing=0.1,
         ema=True,
