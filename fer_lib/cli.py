@@ -16,13 +16,15 @@ import sys
 #: command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fer_lib.train.command", "train a model (presets: demo, cpu, gpu); torchrun for several GPUs"),
-    "evaluate": ("fer_lib.evaluate", "evaluate a checkpoint on any split (metrics, calibration, TTA, JSON report)"),
-    "predict": ("fer_lib.predict", "predict the emotion of faces in photos"),
+    "evaluate": ("fer_lib.evaluate", "evaluate the bundled model or a checkpoint on any split (metrics, TTA, JSON)"),
+    "predict": ("fer_lib.predict", "predict the emotion of faces in photos (the bundled model by default)"),
     "bench": ("fer_lib.bench", "benchmark model speed"),
     "demo": ("fer_lib.demo", "train, evaluate and explain in one go (what `make demo` runs)"),
 }
 
 EPILOG = """examples:
+  python -m fer_lib predict photo.jpg --cam          # the trained model that ships with fer_lib
+  python -m fer_lib evaluate --split PublicTest       # the same model on FER2013 PublicTest
   python -m fer_lib demo --preset demo
   python -m fer_lib train --preset cpu --data-root ../shared/fer2013
   torchrun --nproc_per_node 2 -m fer_lib train --preset gpu

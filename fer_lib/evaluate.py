@@ -1,23 +1,17 @@
 """Evaluate a model on any split: metrics, calibration, test-time augmentation and a JSON report.
 
+>>> import fer_lib
 >>> from fer_lib.data import load_fer2013, split_by_name
->>> from fer_lib.train import load_model
 >>> from fer_lib.evaluate import evaluate_model
 >>> data = load_fer2013()
->>> report = evaluate_model(load_model("runs/cpu/best.pt"), split_by_name(data, "PublicTest"), tta="flip",
-...                         data=data, checkpoint="runs/cpu/best.pt")
->>> print(report.summary()); report.save("runs/cpu/eval_publictest.json")
+>>> model = fer_lib.pretrained()                     # or fer_lib.load_model("runs/cpu/best.pt")
+>>> report = evaluate_model(model, split_by_name(data, "PublicTest"), tta="flip", data=data)
+>>> print(report.summary()); report.save("runs/eval_publictest.json")
 
-Test-time augmentation (TTA), always deterministic; probabilities (softmax) are averaged over the views:
+Test-time augmentation (``"none"``, ``"flip"``, ``"tencrop"``) is described in :mod:`fer_lib.inference.proba`.
 
-* ``"none"``: the image as is.
-* ``"flip"``: the image and its horizontal mirror (faces are roughly left-right symmetric).
-* ``"tencrop"``: the image resized to 52x52 (bilinear), its 4 corner and centre 48x48 crops, and the
-  mirror of each: 10 views (the "10-crop" of Krizhevsky et al. 2012, https://papers.nips.cc/paper/4824,
-  adapted to 48x48 faces). Bilinear resizing commutes with the affine normalisation, so views are built from
-  the normalised input.
-
-Command line: ``python -m fer_lib evaluate --checkpoint runs/cpu/best.pt --split PrivateTest --tta flip``.
+Command line: ``python -m fer_lib evaluate --split PublicTest --tta flip`` evaluates the bundled model;
+``--checkpoint runs/cpu/best.pt --data-root PATH --split PrivateTest`` any checkpoint on any data and split.
 """
 
 from __future__ import annotations
@@ -33,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_lib import EMOTIONS
+from fer_lib.inference.models import model_in_chans as model_channels  # noqa: F401 - the old name
+from fer_lib.inference.proba import TTA_MODES, predict_proba, tta_views  # noqa: F401 - re-exported
 from fer_lib.metrics import (
     classification_metrics,
     expected_calibration_error,
@@ -41,73 +37,7 @@ from fer_lib.metrics import (
     reliability_bins,
 )
 
-TTA_MODES = ("none", "flip", "tencrop")
 N_BINS = 15
-_TENCROP_SIZE = 52
-
-
-def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
-    """The deterministic views of a normalised batch ``x`` ``[B, C, 48, 48]`` for TTA ``mode``.
-
-    Returns:
-        1 (``none``), 2 (``flip``) or 10 (``tencrop``) tensors of shape ``[B, C, 48, 48]``.
-    """
-    if mode not in TTA_MODES:
-        raise ValueError(f"unknown tta {mode!r}; choose one of {TTA_MODES}")
-    if mode == "none":
-        return [x]
-    if mode == "flip":
-        return [x, x.flip(-1)]
-    h, w = x.shape[-2:]
-    big = F.interpolate(x, size=(_TENCROP_SIZE, _TENCROP_SIZE), mode="bilinear", align_corners=False)
-    d = _TENCROP_SIZE - h
-    offsets = [(0, 0), (0, d), (d, 0), (d, d), (d // 2, d // 2)]
-    crops = [big[..., i : i + h, j : j + w] for i, j in offsets]
-    return crops + [c.flip(-1) for c in crops]
-
-
-def model_channels(model: nn.Module) -> int:
-    """Input channels the model expects (``config.in_chans``, ``in_chans``, else its first convolution)."""
-    for owner in (getattr(model, "config", None), model):
-        value = getattr(owner, "in_chans", None)
-        if isinstance(value, int):
-            return value
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return m.in_channels
-    return 1
-
-
-@torch.no_grad()
-def predict_proba(model: nn.Module, images, tta: str = "none", *, batch_size: int = 256, device=None) -> torch.Tensor:
-    """Class probabilities for ``uint8`` images, averaged over the TTA views.
-
-    Args:
-        model: any classifier on ``[B, C, 48, 48]`` (put in eval mode here); logits or ``ModelOutput``.
-        images: ``uint8`` ``[N, 48, 48]`` (tensor or numpy), as stored in ``FERSplit.images``.
-        tta: ``"none"``, ``"flip"`` or ``"tencrop"`` (see the module docstring).
-        batch_size: images per forward pass (``tencrop`` feeds 10x as many views).
-        device: defaults to the model's device.
-
-    Returns:
-        ``float32 [N, 7]`` on the CPU, rows summing to 1.
-    """
-    from fer_lib.data import preprocess
-
-    if tta not in TTA_MODES:
-        raise ValueError(f"unknown tta {tta!r}; choose one of {TTA_MODES}")
-    model.eval()
-    device = device or next(model.parameters()).device
-    channels = model_channels(model)
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = preprocess(images[i : i + batch_size], channels=channels, device=device)
-        views = tta_views(x, tta)
-        logits = model(torch.cat(views))
-        logits = logits.logits if hasattr(logits, "logits") else logits
-        probs = logits.float().softmax(-1).view(len(views), len(x), -1).mean(0)
-        out.append(probs.cpu())
-    return torch.cat(out)
 
 
 @dataclass
@@ -187,7 +117,7 @@ def evaluate_model(model: nn.Module, split, tta: str = "none", *, data=None, che
     """Evaluate ``model`` on a :class:`fer_lib.data.FERSplit` (anything with ``name``, ``images``, ``labels``).
 
     Args:
-        model: the classifier (eval mode is set).
+        model: the classifier (run in eval mode; its own mode is restored afterwards).
         split: the split; its ``name`` goes into the report.
         tta: ``"none" | "flip" | "tencrop"``.
         data: the ``FERData`` the split came from (names the source in the report).
@@ -197,10 +127,10 @@ def evaluate_model(model: nn.Module, split, tta: str = "none", *, data=None, che
     Returns:
         An :class:`EvalReport`.
     """
-    probs = predict_proba(model, split.images, tta, batch_size=batch_size, device=device)
     labels = split.labels.cpu() if isinstance(split.labels, torch.Tensor) else torch.as_tensor(split.labels)
     if len(labels) == 0:
         raise ValueError(f"split {split.name!r} is empty: nothing to evaluate")
+    probs = predict_proba(model, split.images, tta, batch_size=batch_size, device=device)
     m = classification_metrics(labels, probs.argmax(1))
     nll = float(F.nll_loss(probs.clamp_min(1e-12).log(), labels.long()).item())
     notes = []
@@ -234,7 +164,9 @@ def save_figures(report: EvalReport, out_dir: str | Path, prefix: str = "") -> l
 
 # ---- command line: python -m fer_lib evaluate --------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a best.pt / last.pt written by `fer_lib train`")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a best.pt / last.pt written by `fer_lib train`, or a .safetensors file "
+                             "(default: the bundled FER2013 model, fer_lib.pretrained())")
     parser.add_argument("--data-root", default=None,
                         help="FER2013 in any form fer_lib.data reads (CSV, ICML CSV, Kaggle folders); default: search")
     parser.add_argument("--data", choices=("fer2013", "synthetic"), default="fer2013",
@@ -242,7 +174,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="PublicTest",
                         help="split name: Training, PublicTest, PrivateTest (aliases: train, val, test, ...)")
     parser.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
-    parser.add_argument("--out", default=None, help="folder for report.json and figures (default: beside the checkpoint)")
+    parser.add_argument("--out", default=None,
+                        help="folder for report.json and figures (default: beside the checkpoint; "
+                             "runs/eval_<weights>/ for the bundled model)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--no-ema", action="store_true", help="use the raw weights even when the checkpoint has EMA")
@@ -250,12 +184,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fer_lib.data import FERDataError, load_fer2013, load_synthetic, split_by_name
+    from fer_lib.inference import describe_model, load_model, resolve_device
     from fer_lib.paths import find_fer2013
-    from fer_lib.train.checkpoint import load_model
-    from fer_lib.train.distributed import resolve_device
 
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size {args.batch_size}: must be a positive number of images")
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, device=device, use_ema=not args.no_ema)
+    print(f"model: {describe_model(model)}", flush=True)
     if args.data == "synthetic":
         root, data = None, load_synthetic()
     else:
@@ -265,12 +201,20 @@ def run(args: argparse.Namespace) -> int:
                                "(or set FER2013_DIR), or --data synthetic")
         data = load_fer2013(root)
     split = split_by_name(data, args.split)
-    report = evaluate_model(model, split, args.tta, data=data, checkpoint=args.checkpoint, root=root,
+    checkpoint = args.checkpoint or model.checkpoint_path
+    report = evaluate_model(model, split, args.tta, data=data, checkpoint=checkpoint, root=root,
                             batch_size=args.batch_size, device=device)
     fp = getattr(model, "data_fingerprint", None)
     if fp and fp == data.fingerprint and split.name.lower() == "training":
         report.notes.append("this checkpoint was trained on this very split")
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{split.name}_{args.tta}"
+    # what the loader noticed (e.g. a Kaggle test/ folder whose PublicTest and PrivateTest files cannot be told apart)
+    report.notes += [f"data: {n}" for n in getattr(data, "notes", [])]
+    if args.out:
+        out = Path(args.out)
+    elif args.checkpoint:
+        out = Path(args.checkpoint).parent / f"eval_{split.name}_{args.tta}"
+    else:  # the bundled weights live inside the installed package: never write there
+        out = Path("runs") / f"eval_{Path(checkpoint).stem}" / f"{split.name}_{args.tta}"
     report.save(out / "report.json")
     figs = save_figures(report, out)
     print(report.summary())

@@ -9,7 +9,8 @@
 
 Both take the model input ``float32 [B, C, 48, 48]`` made by ``fer_lib.data.preprocess`` and return logits
 ``[B, 7]``; preprocessing (and softmax) stay outside the exported graph, so the deployment code must apply the
-same normalisation. ``python -m fer_lib.export runs/demo/best.pt --out exports/`` prints the report as JSON.
+same normalisation. ``python -m fer_lib.export runs/demo/best.pt --out exports/`` prints the report as JSON
+(without a checkpoint it exports the bundled model).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_lib.explain.utils import LogitsOnly, eval_mode, model_in_chans
+from fer_lib.inference.models import LogitsOnly, eval_mode, model_in_chans
 
 FORMATS = ("torchscript", "onnx")
 
@@ -142,7 +143,9 @@ def export_model(model: nn.Module, out_dir, *, formats=FORMATS, batch_size: int 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """CLI options of ``python -m fer_lib.export`` (also usable as a ``fer_lib`` subcommand)."""
-    parser.add_argument("checkpoint", help="a best.pt / last.pt written by fer_lib.train")
+    parser.add_argument("checkpoint", nargs="?", default=None,
+                        help="a best.pt / last.pt written by fer_lib.train, or a .safetensors file "
+                             "(default: the bundled FER2013 model)")
     parser.add_argument("--out", default="exports", help="output folder (default: exports/)")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     parser.add_argument("--runs", type=int, default=50, help="timed calls per runtime (median reported)")
@@ -152,15 +155,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the checkpoint, export, print the report as JSON. Returns the exit code."""
-    from fer_lib.train import load_model
+    from fer_lib.inference import CheckpointError, load_model
 
-    if not Path(args.checkpoint).is_file():
-        print(f"error: checkpoint {args.checkpoint} not found; train one with `python -m fer_lib train "
-              "--preset demo` (or `make demo`)", file=sys.stderr)
+    try:
+        model = load_model(args.checkpoint)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = export_model(load_model(args.checkpoint), args.out, formats=tuple(args.formats), runs=args.runs,
+    report = export_model(model, args.out, formats=tuple(args.formats), runs=args.runs,
                           latency_batch=args.latency_batch)
     print(json.dumps(report, indent=2))
     return 0

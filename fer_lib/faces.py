@@ -1,18 +1,15 @@
 """Emotion on any photo: read it, find the faces, crop them like FER2013, classify, draw the result.
 
-Pipeline (Viola & Jones 2001, "Rapid object detection using a boosted cascade of simple features",
-https://doi.org/10.1109/CVPR.2001.990517, for the detector):
+Pipeline:
 
 1. :func:`load_image` reads a path, bytes, PIL image or array into ``uint8 RGB [H, W, 3]``: EXIF rotation
    applied (``ImageOps.exif_transpose``), alpha composited on white, 16-bit and float images scaled to 8 bit.
-2. :func:`detect_faces` runs a frontal-face cascade on a copy downscaled to at most ``max_side`` pixels
-   and maps the boxes back to the original pixels. Backends (``backend="auto"`` takes the first available):
-   OpenCV's Haar cascades shipped in ``cv2.data.haarcascades`` (``frontalface_default``, then ``alt2`` when
-   the first finds nothing) -- present in ``opencv-python(-headless) < 5``; OpenCV 5 no longer ships
-   them, and then scikit-image's LBP frontal-face cascade (an OpenCV-trained model shipped in
-   ``skimage.data``) is used. Nothing is downloaded.
+2. :func:`fer_lib.detect.detect_faces` finds the faces (dlib's HOG detector when installed, else OpenCV's Haar
+   cascades, else scikit-image's LBP cascade; retries on a padded and a rotated copy for tight crops and tilted
+   heads; nothing is downloaded).
 3. :func:`crop_face` cuts a square around each box with a margin (replicating the border where the square
-   leaves the photo), converts to grayscale and resizes to 48x48 -- FER2013's format.
+   leaves the photo; a tilted face is turned upright), converts to grayscale and resizes to 48x48 -- FER2013's
+   format.
 4. :func:`predict_faces` normalises with :func:`fer_lib.data.preprocess` (as in training) and returns one
    :class:`FacePrediction` per face; :func:`annotate` draws boxes and labels.
 
@@ -32,7 +29,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fer_lib import EMOTIONS
-from fer_lib.explain.utils import eval_mode, to_model_input
+from fer_lib.detect import FaceBox, available_backends, detect_faces, to_gray  # noqa: F401 - re-exported
+from fer_lib.inference.proba import predict_proba
 
 FACE_SIZE = 48
 
@@ -112,6 +110,8 @@ def load_image(source) -> np.ndarray:
         name, fp = "<uploaded bytes>", io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.is_dir():
+            raise ImageReadError(f"{path} is a directory, not an image; pass the image files in it (e.g. {path}/*.jpg)")
         if not path.is_file():
             raise FileNotFoundError(f"no such image file: {path}")
         name, fp = str(path), path
@@ -127,100 +127,48 @@ def load_image(source) -> np.ndarray:
                              "BMP, TIFF or WebP photo; re-save it with an image editor if it is damaged") from e
 
 
-def to_gray(image_rgb: np.ndarray) -> np.ndarray:
-    """``uint8 [H, W]`` luminance (ITU-R BT.601, as PIL ``convert("L")`` and FER2013's grayscale)."""
-    if image_rgb.ndim == 2:
-        return image_rgb
-    return cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+def sample_photos() -> dict[str, np.ndarray]:
+    """Real photos of faces that ship inside fer_lib's dependencies (nothing is downloaded): name -> uint8 RGB.
 
-
-# --------------------------------------------------------------------------------------------- detection
-def _haar_available() -> bool:
-    d = getattr(getattr(cv2, "data", None), "haarcascades", "")
-    return hasattr(cv2, "CascadeClassifier") and Path(d, "haarcascade_frontalface_default.xml").is_file()
-
-
-def _skimage_available() -> bool:
-    try:
-        import skimage.data  # noqa: F401
-        from skimage.feature import Cascade  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def available_backends() -> list[str]:
-    """Face detectors usable here, best first: ``"opencv-haar"``, ``"skimage-lbp"``."""
-    return [n for n, ok in (("opencv-haar", _haar_available()), ("skimage-lbp", _skimage_available())) if ok]
-
-
-def _detect_haar(gray: np.ndarray, min_size: int) -> list[tuple[int, int, int, int]]:
-    for name in ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml"):
-        cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades, name)))
-        if cascade.empty():
-            raise RuntimeError(f"OpenCV could not load {name} from {cv2.data.haarcascades}")
-        boxes = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
-        if len(boxes):
-            return [tuple(int(v) for v in b) for b in boxes]
-    return []
-
-
-def _detect_skimage(gray: np.ndarray, min_size: int) -> list[tuple[int, int, int, int]]:
-    from skimage import data as skdata
-    from skimage.feature import Cascade
-
-    cascade = Cascade(skdata.lbp_frontal_face_cascade_filename())
-    side = max(min(gray.shape), min_size)
-    # The LBP cascade fires on background more often than Haar. On scikit-image's astronaut (PNG, JPEG q75-98,
-    # 256 px, 4000x3000) the face gathers 16-19 neighbouring windows and spurious boxes up to 15, so we ask
-    # for 16: a narrow margin, which is why OpenCV's Haar cascades are preferred when present.
-    found = cascade.detect_multi_scale(img=gray, scale_factor=1.1, step_ratio=1, min_size=(min_size, min_size),
-                                       max_size=(side, side), min_neighbor_number=16)
-    return [(d["c"], d["r"], d["width"], d["height"]) for d in found]
-
-
-def detect_faces(image, *, max_side: int = 1024, min_face_frac: float = 0.06,
-                 backend: str = "auto") -> list[tuple[int, int, int, int]]:
-    """Find frontal faces; boxes ``(x, y, w, h)`` in the original image's pixels, largest first.
-
-    Args:
-        image: ``uint8`` RGB ``[H, W, 3]`` or grayscale ``[H, W]`` (see :func:`load_image`).
-        max_side: photos larger than this are downscaled for detection (speed; the cascades work on
-            24-pixel windows anyway) and the boxes are mapped back.
-        min_face_frac: smallest face side as a fraction of the (downscaled) photo's shorter side (min 24 px).
-        backend: ``"auto"``, ``"opencv-haar"`` or ``"skimage-lbp"``.
+    ``astronaut``: scikit-image's ``data.astronaut()`` (Eileen Collins, NASA, public domain; a clear smile), when
+    scikit-image is installed; ``grace_hopper``: matplotlib's sample ``grace_hopper.jpg`` (Rear Admiral Grace
+    Hopper, US Navy, public domain; a formal portrait), always (matplotlib is a dependency).
     """
-    gray = to_gray(np.asarray(image))
-    h, w = gray.shape
-    scale = min(1.0, max_side / max(h, w))
-    small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
-                       interpolation=cv2.INTER_AREA) if scale < 1.0 else gray
-    small = cv2.equalizeHist(small)
-    min_size = max(24, int(min_face_frac * min(small.shape)))
-    backends = available_backends()
-    if backend == "auto":
-        if not backends:
-            raise RuntimeError("no face detector available: install opencv-python-headless<5 (ships the Haar "
-                               "cascades) or scikit-image (ships an LBP face cascade)")
-        backend = backends[0]
-    if backend not in ("opencv-haar", "skimage-lbp"):
-        raise ValueError(f"unknown face detector backend {backend!r}; choose 'auto', 'opencv-haar' or 'skimage-lbp'")
-    if backend not in backends:
-        raise RuntimeError(f"face detector {backend!r} is not available here (available: {backends})")
-    if min(small.shape) < min_size:
-        return []
-    raw = _detect_haar(small, min_size) if backend == "opencv-haar" else _detect_skimage(small, min_size)
-    boxes = [(round(x / scale), round(y / scale), round(bw / scale), round(bh / scale)) for x, y, bw, bh in raw]
-    return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+    photos = {}
+    try:
+        from skimage import data as skdata
+
+        photos["astronaut"] = skdata.astronaut()
+    except ImportError:
+        pass
+    try:
+        from matplotlib import cbook
+
+        with cbook.get_sample_data("grace_hopper.jpg") as f:
+            photos["grace_hopper"] = load_image(f.read())
+    except (OSError, ValueError):  # a matplotlib installed without its sample data
+        pass
+    return photos
 
 
 def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], *, margin: float = 0.15,
               size: int = FACE_SIZE) -> np.ndarray:
     """Square crop around ``box`` enlarged by ``margin`` (fraction of the box side on every side), resized
-    to ``uint8 [size, size]``. Parts outside the photo are filled by replicating its border."""
+    to ``uint8 [size, size]``. Parts outside the photo are filled by replicating its border. A
+    :class:`~fer_lib.detect.FaceBox` with an ``angle`` is cropped upright (the photo turned about the face centre).
+
+    Raises:
+        ValueError: a negative ``margin`` (it would crop inside the face, down to one pixel).
+    """
+    if not margin >= 0:
+        raise ValueError(f"margin={margin}: must be >= 0 (a fraction of the face box added on every side)")
     x, y, bw, bh = box
     side = max(bw, bh) * (1.0 + 2.0 * margin)
     cx, cy = x + bw / 2.0, y + bh / 2.0
+    angle = getattr(box, "angle", 0.0)
+    if angle:  # a tilted face (found by detect_faces' rotated retry): turn the photo about the face centre
+        m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+        gray = cv2.warpAffine(gray, m, gray.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     x0, y0 = round(cx - side / 2.0), round(cy - side / 2.0)
     s = max(1, round(side))
     h, w = gray.shape
@@ -289,14 +237,9 @@ def face_crops(image, *, detect: bool = True, select: str = "all", margin: float
     return rgb, boxes, np.stack(crops)
 
 
-@torch.no_grad()
-def classify_faces(model: torch.nn.Module, faces_uint8: np.ndarray) -> np.ndarray:
-    """Softmax probabilities ``float32 [N, 7]`` for ``uint8 [N, 48, 48]`` faces (mode restored)."""
-    from fer_lib.explain.utils import logits_of
-
-    with eval_mode(model):
-        logits = logits_of(model(to_model_input(faces_uint8, model)))
-    return torch.softmax(logits.float(), dim=1).cpu().numpy()
+def classify_faces(model: torch.nn.Module, faces_uint8: np.ndarray, tta: str = "none") -> np.ndarray:
+    """Softmax probabilities ``float32 [N, 7]`` for ``uint8 [N, 48, 48]`` faces (the model's mode is restored)."""
+    return predict_proba(model, faces_uint8, tta).numpy()
 
 
 def predict_faces(model: torch.nn.Module, image, *, detect: bool = True, select: str = "all", top_k: int = 3,
@@ -305,7 +248,7 @@ def predict_faces(model: torch.nn.Module, image, *, detect: bool = True, select:
     """Emotion of every face (or the largest) in a photo.
 
     Args:
-        model: a fer_lib classifier (e.g. from ``fer_lib.train.load_model``).
+        model: a fer_lib classifier (``fer_lib.pretrained()`` or ``fer_lib.load_model(path)``).
         image: a path, bytes, PIL image or array (see :func:`load_image`).
         detect: ``False`` for a photo that is already a cropped face.
         select: ``"all"`` faces or only the ``"largest"``.

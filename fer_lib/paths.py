@@ -52,6 +52,25 @@ def find_fer2013(explicit: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as shown to people and stored in notebook outputs: relative to the working folder when it is near
+    (``../../shared/fer2013``), else relative to the home folder (``~/...``), else only its last two parts -- never
+    the absolute path of the machine it ran on."""
+    if not os.path.isabs(os.path.expanduser(str(path))):
+        return str(path)  # relative, or not a path at all (e.g. a description of synthetic data): as given
+    p = Path(path).expanduser()
+    try:
+        rel = Path(os.path.relpath(p, Path.cwd()))
+        if rel.parts.count("..") <= 3:
+            return str(rel)
+    except ValueError:  # another drive on Windows
+        pass
+    try:
+        return str(Path("~") / p.relative_to(Path.home()))
+    except ValueError:
+        return str(Path("...", *p.parts[-2:]))
+
+
 def cache_dir() -> Path:
     """Folder for decoded-data caches (``FER_CACHE_DIR`` or ``~/.cache/fer_lib``)."""
     env = os.environ.get("FER_CACHE_DIR")

@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m fer_lib predict me.jpg                       # runs/demo/best.pt, every face
+    python -m fer_lib predict me.jpg                       # the bundled FER2013 model, every face
     python -m fer_lib predict a.jpg b.png --largest --cam --out preds/ --checkpoint runs/cpu/best.pt
     python -m fer_lib predict crop48.png --no-detect       # an already cropped face
 
@@ -10,7 +10,7 @@ Standard output is one JSON array with one record per face: ``file``, ``face`` (
 ``[x, y, w, h]``, ``top_k`` (``[{"emotion", "prob"}]``), ``probs`` (all 7, ``fer_lib.EMOTIONS`` order),
 ``annotated`` (the PNG written) and, with ``--cam``, ``cam`` (face | Grad-CAM overlay PNG).
 Exit codes: 0 all photos had faces; 2 some photo had no face (one ``error:`` line each on stderr; the other
-photos are still processed); 1 unreadable photo or missing checkpoint.
+photos are still processed); 1 unreadable photo or missing checkpoint. Which model answered is said on stderr.
 """
 
 from __future__ import annotations
@@ -22,26 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_lib.paths import REPO_ROOT
-
-DEFAULT_CHECKPOINTS = ("runs/demo/best.pt", "runs/cpu/best.pt", "runs/gpu/best.pt")
-TRAIN_HINT = "train one with `python -m fer_lib train --preset demo` (or `make demo`), or pass --checkpoint PATH"
-
-
-def default_checkpoint() -> Path | None:
-    """First of ``runs/{demo,cpu,gpu}/best.pt`` found under the current folder, then under the repository."""
-    for base in (Path.cwd(), REPO_ROOT):
-        for rel in DEFAULT_CHECKPOINTS:
-            if (base / rel).is_file():
-                return base / rel
-    return None
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``predict`` (see the module docstring)."""
     parser.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (JPEG, PNG, BMP, TIFF, WebP)")
     parser.add_argument("--checkpoint", default=None,
-                        help="a best.pt from `fer_lib train` (default: runs/demo/best.pt, else runs/cpu, runs/gpu)")
+                        help="a best.pt from `fer_lib train` or a .safetensors file "
+                             "(default: the bundled FER2013 model, fer_lib.pretrained())")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--all-faces", dest="select", action="store_const", const="all", default="all",
                        help="report every detected face (default)")
@@ -79,15 +66,21 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.top_k <= 7:
         print(f"error: --top-k {args.top_k}: must be between 1 and 7", file=sys.stderr)
         return 1
-    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    if ckpt is None or not ckpt.is_file():
-        where = ckpt if ckpt is not None else " or ".join(DEFAULT_CHECKPOINTS)
-        print(f"error: no checkpoint found at {where}; {TRAIN_HINT}", file=sys.stderr)
+    if not 0 <= args.margin <= 2:
+        print(f"error: --margin {args.margin}: must be between 0 and 2 (a fraction of the face box)", file=sys.stderr)
         return 1
-    from fer_lib.train import load_model
-
-    model = load_model(ckpt)
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        print(f"error: --out {out_dir} is a file, not a folder; pass a folder for the annotated PNGs", file=sys.stderr)
+        return 1
+    from fer_lib.inference import CheckpointError, describe_model, load_model
+
+    try:
+        model = load_model(args.checkpoint)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"model: {describe_model(model)}", file=sys.stderr)
     records, used, code = [], set(), 0
     for photo in args.photos:
         path = Path(photo)

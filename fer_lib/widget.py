@@ -1,7 +1,8 @@
 """A notebook widget: upload a photo, see the faces, the emotion probabilities and Grad-CAM.
 
 >>> from fer_lib.widget import emotion_widget
->>> emotion_widget(checkpoint="runs/demo/best.pt")    # in a Jupyter / Colab cell
+>>> emotion_widget()                                  # the bundled FER2013 model, in a Jupyter / Colab cell
+>>> emotion_widget(checkpoint="runs/cpu/best.pt")     # or your own checkpoint
 
 Before anything is uploaded (and under nbval, where nothing can be) it shows a sample photo: scikit-image's
 ``astronaut`` (Eileen Collins, NASA, public domain) when scikit-image is installed, else a drawn synthetic face.
@@ -122,22 +123,17 @@ def emotion_widget(model=None, *, checkpoint=None, method: str = "gradcam"):
     """An upload-and-predict widget (``ipywidgets.VBox``); shows the sample photo until something is uploaded.
 
     Args:
-        model: a fer_lib classifier; when ``None`` it is loaded from ``checkpoint`` (default: the first of
-            ``runs/{demo,cpu,gpu}/best.pt``, see :func:`fer_lib.predict.default_checkpoint`).
-        checkpoint: checkpoint path used when ``model`` is ``None``.
+        model: a fer_lib classifier; when ``None`` it is loaded from ``checkpoint``.
+        checkpoint: checkpoint or ``.safetensors`` path used when ``model`` is ``None`` (default: the bundled
+            FER2013 model, :func:`fer_lib.pretrained`).
         method: initial CAM method.
     """
     import ipywidgets as w
 
     from fer_lib.faces import NoFaceError
+    from fer_lib.inference import describe_model, load_model
 
     if model is None:
-        from fer_lib.predict import TRAIN_HINT, default_checkpoint
-        from fer_lib.train import load_model
-
-        checkpoint = checkpoint or default_checkpoint()
-        if checkpoint is None:
-            raise FileNotFoundError(f"emotion_widget needs a model or a checkpoint; {TRAIN_HINT}")
         model = load_model(checkpoint)
 
     upload = w.FileUpload(accept="image/*", multiple=False, description="Upload photo")
@@ -146,6 +142,7 @@ def emotion_widget(model=None, *, checkpoint=None, method: str = "gradcam"):
     cam = w.Dropdown(options=["gradcam", "gradcam++", "eigencam"], value=method, description="CAM")
     picture = w.Image(format="png")
     status = w.HTML()
+    source = w.HTML(f"<small>model: {describe_model(model)}</small>")
 
     def refresh(*_):
         files = _uploaded_files(upload.value)
@@ -167,4 +164,4 @@ def emotion_widget(model=None, *, checkpoint=None, method: str = "gradcam"):
     for control in (upload, detect, largest, cam):
         control.observe(refresh, names="value")
     refresh()
-    return w.VBox([w.HBox([upload, detect, largest, cam]), status, picture])
+    return w.VBox([w.HBox([upload, detect, largest, cam]), source, status, picture])

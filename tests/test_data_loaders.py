@@ -164,7 +164,8 @@ def test_subset_is_stratified_and_seeded(tmp_path):
     ("3,1 2 3,Training", "pixels has 3 values, expected 2304"),
     ("9," + " ".join(["0"] * 2304) + ",Training", "emotion 9 is outside 0-6"),
     ("2," + " ".join(["0"] * 2304) + ",Validation", "unknown Usage 'Validation'"),
-    ("2," + " ".join(["x"] * 2304) + ",Training", "not a number"),
+    ("2," + " ".join(["x"] * 2304) + ",Training", "pixel value 'x' is not an integer 0-255"),
+    ("2,12.7 " + " ".join(["0"] * 2303) + ",Training", "pixel value '12.7' is not an integer 0-255"),
     ("2," + " ".join(["300"] * 2304) + ",Training", "0-255"),
 ])
 def test_bad_csv_rows_raise_naming_the_line_or_skip_and_count(tmp_path, bad_line, message):
@@ -186,6 +187,39 @@ def test_unreadable_image_raises_or_is_skipped(tmp_path):
     with pytest.warns(UserWarning, match="skipped 1"):
         data = load_fer2013(tmp_path, cache_dir=tmp_path / "cache", on_error="skip")
     assert len(data["train"]) == 14 and data.skipped == ["train/happy/Training_broken.jpg: unreadable (not a valid image file)"]
+
+
+def test_empty_csv_and_empty_image_are_named_as_empty(tmp_path):
+    empty = tmp_path / "fer2013.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(FERDataError, match=r"fer2013\.csv is empty \(0 bytes\)"):
+        load_fer2013(empty, cache_dir=tmp_path / "cache")
+    root = tmp_path / "kaggle"
+    write_folders(root)
+    (root / "train" / "happy" / "Training_empty.jpg").write_bytes(b"")
+    with pytest.raises(FERDataError, match=r"Training_empty\.jpg: empty file \(0 bytes\)") as e:
+        load_fer2013(root, cache_dir=tmp_path / "cache")
+    assert "Assertion" not in str(e.value) and "buf.empty" not in str(e.value)
+
+
+def test_transparent_pixels_are_white_in_the_loader_as_in_predict(tmp_path):
+    """One rule for RGBA images: composited on white, then grayscale (as fer_lib.faces.load_image does)."""
+    from PIL import Image
+
+    from fer_lib.faces import load_image, to_gray
+
+    write_folders(tmp_path)
+    rgba = np.zeros((48, 48, 4), np.uint8)
+    rgba[:, :24] = (200, 40, 10, 255)     # left half opaque orange-red
+    rgba[:, 24:] = (0, 0, 0, 0)           # right half fully transparent (black underneath)
+    rgba[:8, :8, 3] = 128                 # a half-transparent corner
+    path = tmp_path / "train" / "angry" / "Training_rgba.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    data = load_fer2013(tmp_path, cache_dir=tmp_path / "cache")
+    img = data["train"].images[data["train"].ids.index("train/angry/Training_rgba.png")].numpy()
+    assert (img[:, 24:] == 255).all()  # transparent -> white, not OpenCV's black
+    expected = to_gray(load_image(path))
+    assert np.abs(img.astype(int) - expected.astype(int)).max() <= 1
 
 
 def test_not_48x48_is_resized_with_warning_and_note(tmp_path):

@@ -83,7 +83,8 @@ def test_widget_shows_the_sample_then_an_upload(model):
     from skimage import data
 
     box = emotion_widget(model)
-    controls, status, picture = box.children
+    controls, source, status, picture = box.children
+    assert source.value.startswith("<small>model: ")  # says which model answers
     upload = controls.children[0]
     assert picture.value[:8] == b"\x89PNG\r\n\x1a\n" and "#0:" in status.value  # the sample was rendered
     first = bytes(picture.value)

@@ -74,7 +74,7 @@ def test_cli_prints_only_json(sota, tmp_path, capsys):
     assert code == 0 and report["torchscript"]["max_abs_diff"] < 1e-4 and "onnx" not in report
     code = run(parser.parse_args([str(tmp_path / "missing.pt")]))
     err = capsys.readouterr().err
-    assert code == 1 and "missing.pt" in err and "--preset demo" in err
+    assert code == 1 and "missing.pt" in err and "does not exist" in err and "python -m fer_lib train" in err
 
 
 def test_unknown_format_is_named(sota, tmp_path):

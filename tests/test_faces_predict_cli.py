@@ -62,7 +62,8 @@ def test_no_face_exits_2_with_one_line_but_keeps_other_photos(checkpoint, photos
                  str(checkpoint), "--out", str(tmp_path), "--largest"])
     captured = capsys.readouterr()
     assert code == 2
-    lines = captured.err.strip().splitlines()
+    model_line, *lines = captured.err.strip().splitlines()  # first: which model answered
+    assert model_line.startswith("model: checkpoint ") and "(baseline_resnet18)" in model_line
     assert len(lines) == 1 and lines[0].startswith("error: no face found in") and "wall.png" in lines[0]
     assert "--no-detect" in lines[0]
     assert [r["file"].endswith("astronaut.jpg") for r in json.loads(captured.out)] == [True]
@@ -78,7 +79,7 @@ def test_no_detect_accepts_a_cropped_face(checkpoint, photos, tmp_path, capsys):
 def test_missing_checkpoint_says_how_to_train(photos, tmp_path, capsys):
     code = main(["predict", str(photos / "astronaut.jpg"), "--checkpoint", str(tmp_path / "none.pt")])
     err = capsys.readouterr().err
-    assert code == 1 and "none.pt" in err and "python -m fer_lib train --preset demo" in err and "make demo" in err
+    assert code == 1 and "none.pt" in err and "does not exist" in err and "python -m fer_lib train" in err
 
 
 def test_unreadable_photo_exits_1(checkpoint, tmp_path, capsys):

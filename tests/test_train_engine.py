@@ -173,8 +173,12 @@ def test_sampler_balance_progress_bars_history_and_plot(tmp_path, data, capsys):
     assert json.loads((tmp_path / "t" / "history.json").read_text()) == res.history
     for h in res.history:
         assert set(h) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_sec"}
+    import matplotlib.pyplot as plt
+
+    open_before = len(plt.get_fignums())
     fig = plot_history(res.history)
     assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 2
+    assert len(plt.get_fignums()) == open_before  # pyplot-free: a notebook draws it once, nothing leaks
     with pytest.raises(ValueError, match="empty"):
         plot_history([])
 

@@ -119,6 +119,23 @@ def test_precision_policy():
         S.precision_for("fp16", cpu)
 
 
+@pytest.mark.parametrize("capability, dtype", [((7, 5), torch.float16), ((8, 0), torch.bfloat16)])
+def test_bf16_on_a_gpu_without_native_bf16_falls_back_to_fp16(monkeypatch, capability, dtype):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    cuda = torch.device("cuda")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        policy = S.precision_for("bf16", cuda)
+    assert policy.dtype == dtype and policy.use_scaler == (dtype == torch.float16)
+    messages = [str(w.message) for w in caught]
+    if dtype == torch.float16:
+        assert len(messages) == 1 and "Tesla T4 (compute capability 7.5)" in messages[0] and "GradScaler" in messages[0]
+    else:
+        assert messages == []
+    assert S.precision_for("auto", cuda).dtype == dtype  # auto picks the same without a warning
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch, native):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)

@@ -141,10 +141,16 @@ class FERData:
         return f"FERData(form={self.form!r}, synthetic={self.synthetic}, {sizes}, source={self.source!r})"
 
     def summary(self) -> str:
-        """A human-readable multi-line description: source, form, per-split per-class counts, notes, skips."""
+        """A human-readable multi-line description: source, form, per-split per-class counts, notes, skips.
+
+        The source path is shown relative to the working folder (``fer_lib.paths.display_path``), so notebook
+        outputs carry no absolute path of the machine they ran on.
+        """
+        from fer_lib.paths import display_path
+
         kind = "SYNTHETIC cartoon faces (not FER2013)" if self.synthetic else "FER2013"
         lines = [f"{kind} | form={self.form} | fingerprint={self.fingerprint}"
-                 f"{' | from cache' if self.from_cache else ''}", f"source: {self.source}"]
+                 f"{' | from cache' if self.from_cache else ''}", f"source: {display_path(self.source)}"]
         w = max(len(e) for e in EMOTIONS)
         lines.append(f"{'split':<12}{'total':>7}  " + " ".join(f"{e:>{w}}" for e in EMOTIONS))
         for name, sp in self.splits.items():

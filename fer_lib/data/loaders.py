@@ -78,6 +78,9 @@ def detect_source(root: str | os.PathLike) -> tuple[str, Path, list[str]]:
     if not root.exists():
         raise FERDataError(f"FER2013 root {root} does not exist.\n{FER2013_HELP}")
     if root.is_file():
+        if root.stat().st_size == 0:
+            raise FERDataError(f"{root} is empty (0 bytes): the download or copy did not finish; get the file again "
+                               "(see data/README.md)")
         form = _csv_form(root) if root.suffix.lower() == ".csv" else None
         if form is None:
             raise FERDataError(
@@ -114,8 +117,13 @@ def _parse_pixels(text: str) -> tuple[np.ndarray | None, str]:
         try:
             px = np.fromstring(text, dtype=np.int32, sep=" ")
         except (ValueError, DeprecationWarning):
+            px = None
+    if px is None or px.size != SIZE * SIZE:  # name the token the integer parser stopped at, e.g. "12.7"
+        tok = next((t for t in text.split() if not t.lstrip("-").isdigit()), None)
+        if tok is not None:
+            return None, f"pixel value {tok[:20]!r} is not an integer 0-255"
+        if px is None:
             return None, "pixels contain something that is not a number"
-    if px.size != SIZE * SIZE:
         return None, f"pixels has {px.size} values, expected {SIZE * SIZE} (48x48)"
     if px.min() < 0 or px.max() > 255:
         return None, f"pixel values must be 0-255, found {px.min()}..{px.max()}"
@@ -195,11 +203,34 @@ def _list_folders(root: Path) -> tuple[list[tuple[str, int, int]], list[str]]:
     return entries, notes
 
 
+_ALPHA_EXTENSIONS = (".png", ".webp", ".tif", ".tiff")
+
+
+def _gray_on_white(img: np.ndarray) -> np.ndarray:
+    """A ``cv2.IMREAD_UNCHANGED`` image with an alpha channel, composited on white and turned grayscale (BT.601):
+    the rule ``fer_lib.faces.load_image`` applies to photos, so a transparent pixel is white in both."""
+    if img.dtype != np.uint8:  # 16-bit PNG/TIFF
+        img = (img.astype(np.float64) / 257.0).round().astype(np.uint8)
+    if img.ndim == 2:
+        return img
+    if img.shape[2] == 4:
+        alpha = img[:, :, 3:4].astype(np.float32) / 255.0
+        img = np.rint(img[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    return cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
+
+
 def _decode(path: str) -> tuple[np.ndarray | None, str]:
     try:
-        img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+        buf = np.fromfile(path, dtype=np.uint8)
+        if buf.size == 0:
+            return None, "empty file (0 bytes)"
+        img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+        if img is not None and path.lower().endswith(_ALPHA_EXTENSIONS):
+            full = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+            if full is not None and full.ndim == 3 and full.shape[2] == 4:
+                img = _gray_on_white(full)
     except (OSError, cv2.error) as e:
-        return None, f"unreadable ({e})"
+        return None, f"unreadable ({' '.join(str(e).split())[:120]})"
     if img is None:
         return None, "unreadable (not a valid image file)"
     return img, ""

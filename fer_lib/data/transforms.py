@@ -11,7 +11,7 @@ import torch
 
 __all__ = ["FER_MEAN", "FER_STD", "preprocess", "normalize", "denormalize", "to_unit"]
 
-# Computed once on the real FER2013 Training split (28,709 Kaggle JPEGs from /work/shared/fer2013/train,
+# Computed once on the real FER2013 Training split (the 28,709 JPEGs of the Kaggle folder train/,
 # decoded with cv2.IMREAD_GRAYSCALE, pixels / 255, mean and std over all pixels in float64):
 # mean 0.51357, std 0.30673. tests/test_data_fer2013.py re-checks them to 3 decimals on the real data.
 FER_MEAN = 0.5136

@@ -21,7 +21,7 @@ import torch
 from matplotlib.figure import Figure
 
 from fer_lib.explain.plots import DISPLAY_SIZE, overlay_cam, upsample_face
-from fer_lib.explain.utils import eval_mode, to_model_input, to_uint8_faces
+from fer_lib.inference.models import eval_mode, to_model_input, to_uint8_faces
 
 
 def attention_rollout(attentions, head_fusion: str = "mean", residual: bool = True) -> torch.Tensor:

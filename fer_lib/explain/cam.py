@@ -36,7 +36,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 from torch import nn
 
-from fer_lib.explain.utils import LogitsOnly, eval_mode, model_num_classes, to_model_input
+from fer_lib.inference.models import LogitsOnly, eval_mode, model_num_classes, to_model_input
 
 
 class _SignCorrectedEigenCAM(EigenCAM):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from fer_lib.explain.utils import eval_mode, logits_of, to_model_input, to_uint8_faces
+from fer_lib.inference.models import eval_mode, logits_of, to_model_input, to_uint8_faces
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fer_lib import EMOTIONS
-from fer_lib.explain.utils import to_uint8_faces
+from fer_lib.inference.models import to_uint8_faces
 
 DISPLAY_SIZE = 192
 

@@ -77,7 +77,12 @@ def build_model(name: str, config_dict: dict) -> nn.Module:
     """Rebuild a model from a checkpoint's ``model_name`` and ``model_config`` (``cfg.to_dict()``), untrained.
 
     Load the weights afterwards with ``model.load_state_dict(ckpt["model"])``.
+
+    Raises:
+        ValueError: ``name`` is not a registered model (a checkpoint of another architecture).
     """
+    if name not in PRESETS:
+        raise ValueError(f"unknown model {name!r}: fer_lib builds only {list_models()}")
     if not isinstance(config_dict, dict):
         raise TypeError(f"build_model: config_dict must be a dict (cfg.to_dict()), got {type(config_dict).__name__}")
     return SOTAResEmote(SOTAResEmoteConfig.from_dict(config_dict), model_name=name)

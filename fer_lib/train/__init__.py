@@ -18,7 +18,7 @@ from fer_lib.train.checkpoint import (
     save_checkpoint,
 )
 from fer_lib.train.config import PRESETS, TrainConfig, preset_config
-from fer_lib.train.course import CourseCheckpoint, course_checkpoint, quick_config
+from fer_lib.train.course import quick_config
 from fer_lib.train.ema import ModelEMA
 from fer_lib.train.engine import TrainResult, plot_history, train
 from fer_lib.train.schedule import WarmupCosineSchedule, warmup_cosine_factor
@@ -27,9 +27,7 @@ from fer_lib.train.steps import training_loss
 __all__ = [
     "PRESETS",
     "CheckpointError",
-    "CourseCheckpoint",
     "ModelEMA",
-    "course_checkpoint",
     "TrainConfig",
     "TrainResult",
     "WarmupCosineSchedule",

@@ -140,6 +140,15 @@ def summarize(result) -> str:
     return "\n".join(lines)
 
 
+def check_out_dir(out_dir) -> None:
+    """Refuse, before any work, an ``--out`` that names an existing file (the run folder goes *inside* it)."""
+    from pathlib import Path
+
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file, not a folder; pass a folder (runs go to OUT/NAME/)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
 
@@ -149,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     from fer_lib.train.engine import train
 
     cfg = config_from_args(args)
+    check_out_dir(cfg.out_dir)
     result = train(cfg, progress=not args.no_progress)
     info = D.init_distributed(cfg.device)
     if info.is_main:

@@ -12,10 +12,9 @@ Presets (:data:`PRESETS`, used by ``python -m fer_lib train --preset NAME``):
 * ``cpu``: the full FER2013 training split on 2 CPU cores in at most 60 minutes: ``baseline_resnet18`` with the
   stock (stride-4) stem on faces resized to 64 px, bf16 autocast and channels_last (for CPUs with native bf16; else
   pass ``--amp off``), batch 256, time budget 58 minutes with ``fit_budget`` (the cosine schedule ends with the
-  budget, whatever the machine's speed) down to 0.3 x the peak learning rate. The plain backbone, because the
-  equal-budget ablation found no attention module that pays for its cost at this budget. Measured (seeds 0, 1, 2, 3;
-  seed 2 on a slower day): 0.663 / 0.666 / 0.661 / 0.674 PublicTest, 0.677 / 0.678 / 0.667 / 0.680 with flip TTA,
-  0.672 / 0.678 / 0.673 / 0.674 with ten-crop (``docs/results/training.md``).
+  budget, whatever the machine's speed) down to 0.3 x the peak learning rate. The bundled model
+  (``fer_lib.pretrained()``) is this recipe with ``--max-minutes 120``. How each choice was measured:
+  ``docs/results/training.md``.
 * ``gpu``: the full recipe for one GPU (Colab T4/A100): medium model, mixed precision, batch 256, mixup/cutmix.
 * ``ablation``: the recipe of the measured 15-minute equal-budget ablation (``sota_resemote_small``, fp32 on a CPU,
   batch 128, AdamW lr 2e-3, cosine to 0.01 x lr), the starting point of every run of ``python -m fer_lib.ablation``.
@@ -230,38 +229,28 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "cpu": dict(
         name="cpu",
-        # the plain backbone: the equal-budget ablation (docs/results/training.md) measured that on a CPU budget no
-        # attention module pays for its cost (baseline 0.527 vs full model 0.482 after 15 minutes each)
-        model="baseline_resnet18",
-        # stock stride-4 stem (the no_maxpool stem is ~3x slower on a CPU) on the face resized to 64 px: 16x16 maps
-        # after the stem instead of 12x12 for 1.4x the time per image; measured 0.659 / 0.671 with ten-crop TTA
-        # against 0.656 / 0.666 at 48 px (n=1 each, docs/results/training.md)
-        model_overrides={"stem": "default", "input_size": 64},
+        model="baseline_resnet18",  # the plain backbone: on a CPU budget no attention module has paid for its cost
+        model_overrides={"stem": "default", "input_size": 64},  # stock stride-4 stem on faces resized to 64 px
         data="fer2013",
         epochs=30,  # only epoch 1's plan: fit_budget re-plans the run after each epoch to end with the budget
-        batch_size=256,  # 2 threads keep busy on larger convs: 25% more images/s than batch 128 with bf16
+        batch_size=256,  # 2 CPU threads keep busy on larger convolutions
         lr=3e-3,  # ~ sqrt-scaled from 2e-3 at batch 128
-        weight_decay=0.05,  # measured at 64 px (0.659); 0.1 only at 48 px (0.656; 0.05 with mixup there: 0.656)
+        weight_decay=0.05,
         warmup_epochs=1.0,
-        # the cosine ends at 0.3 * lr, not ~0: with EMA the high-lr tail keeps learning while the annealed tail only
-        # overfit (PublicTest loss rose from epoch 25 of 36); measured 0.661-0.674 over four seeds (module docstring),
-        # 0.667-0.680 with flip TTA, against 0.659 / 0.669 for the cosine to 0.01 x lr
-        min_lr_ratio=0.3,
+        min_lr_ratio=0.3,  # the cosine ends at 0.3 x lr, not ~0: with EMA, an annealed tail only overfit
         label_smoothing=0.1,
         ema=True,
         ema_decay=0.999,
         max_minutes=58.0,
         fit_budget=True,
-        # bf16 autocast + NHWC: ~1.4x the images/s of the fp32 recipe (with batch 256) on a CPU with native bf16
-        # (AVX512-BF16 or AMX; docs/results/training.md); without it bf16 is emulated and slower: pass --amp off
-        amp="bf16",
+        amp="bf16",  # needs native bf16 (AVX512-BF16 or AMX) to be faster than fp32; else pass --amp off
         channels_last=True,
     ),
     "ablation": dict(
         name="ablation",
-        # the recipe of the measured 15-minute equal-budget ablation (commit 1b362d9, docs/results/training.md),
-        # pinned so `python -m fer_lib.ablation` reproduces that table whatever the cpu preset becomes; the driver
-        # sets the model, its switches, stem and input size (default 48 px) and the budget of each variant
+        # the recipe of the published 15-minute equal-budget ablation (docs/results/training.md), pinned so that
+        # `python -m fer_lib.ablation` reproduces that table whatever the cpu preset becomes; the driver sets the
+        # model, its switches, stem and input size (default 48 px) and the budget of each variant
         model="sota_resemote_small",
         model_overrides={"stem": "default"},
         data="fer2013",
@@ -295,8 +284,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         ema_decay=0.9998,
         amp="auto",
         channels_last=True,
-        class_balance="loss",
-        class_balance_power=0.3,
+        # no class balancing (class_balance="none"), as in every recipe this project measured: its effect on the
+        # rare "disgust" class has not been measured (notebook 08, exercise 3, measures it)
     ),
 }
 

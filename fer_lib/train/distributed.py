@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from fer_lib.inference.models import resolve_device  # noqa: F401 - re-exported (it lives with inference)
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -34,26 +36,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"``: CUDA (``cuda:local_rank``), then Apple MPS, then CPU; otherwise ``torch.device(device)``.
-
-    Raises:
-        ValueError: CUDA asked for but not available (names the fix).
-    """
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu or auto")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank)
-    return dev
 
 
 def env_world_size() -> int:

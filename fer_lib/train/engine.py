@@ -384,15 +384,17 @@ def plot_history(history: list[dict] | TrainResult, title: str | None = None):
         title: figure title.
 
     Returns:
-        ``matplotlib.figure.Figure`` with three axes.
+        ``matplotlib.figure.Figure`` with three axes, made without pyplot: a notebook shows it once (as the cell's
+        value), nothing stays open in pyplot's figure list, and ``fig.savefig(path)`` writes it.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     rows = history.history if isinstance(history, TrainResult) else list(history)
     if not rows:
         raise ValueError("plot_history: the history is empty (no epoch finished)")
     ep = [h["epoch"] for h in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3)
     for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
         ax.plot(ep, [h[f"train_{key}"] for h in rows], "o-", label="train")
         ax.plot(ep, [h[f"val_{key}"] for h in rows], "s-", label="validation")

@@ -143,7 +143,8 @@ def precision_for(amp: str, device: torch.device) -> Precision:
     """Resolve ``cfg.amp`` for ``device``.
 
     ``"auto"``: bf16 on CUDA GPUs with native bf16 (compute capability >= 8: A100, H100, RTX 30xx+), fp16 with a
-    GradScaler on older ones (T4, V100), fp32 elsewhere. bf16 has fp32's exponent range, so it needs no loss
+    GradScaler on older ones (T4, V100), fp32 elsewhere. ``"bf16"`` on an older GPU falls back to fp16 with a
+    GradScaler and one warning (so the ``cpu`` preset also runs on a T4). bf16 has fp32's exponent range, so it needs no loss
     scaling (Kalamkar et al. 2019, https://arxiv.org/abs/1905.12322); fp16 does (Micikevicius et al. 2018,
     https://arxiv.org/abs/1710.03740).
 
@@ -159,9 +160,14 @@ def precision_for(amp: str, device: torch.device) -> Precision:
             warnings.warn("amp='bf16' on a CPU without native bf16 instructions (AVX512-BF16 or AMX): bf16 is "
                           "emulated and usually slower than fp32 here; pass --amp off", stacklevel=2)
         return Precision(torch.bfloat16 if amp == "bf16" else None, device.type)
+    major, minor = torch.cuda.get_device_capability(device)
+    native_bf16 = major >= 8
     if amp == "auto":
-        native_bf16 = torch.cuda.get_device_capability(device)[0] >= 8
         return Precision(torch.bfloat16 if native_bf16 else torch.float16, "cuda")
+    if amp == "bf16" and not native_bf16:  # e.g. a T4 (7.5) or V100 (7.0): bf16 would be emulated, or fail
+        warnings.warn(f"amp='bf16' on {torch.cuda.get_device_name(device)} (compute capability {major}.{minor}) "
+                      "without native bf16: training in fp16 with a GradScaler instead", stacklevel=2)
+        return Precision(torch.float16, "cuda")
     return Precision(torch.bfloat16 if amp == "bf16" else torch.float16, "cuda")
 
 

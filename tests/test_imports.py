@@ -1,0 +1,63 @@
+"""Who may import whom: the layering rules of docs/DESIGN.md, checked on the source (nothing is imported here)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "fer_lib"
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``fer_lib...`` module a file imports (top level or inside functions), relative imports resolved."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = ".".join(path.relative_to(PKG.parent).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                found.add(f"{base}.{node.module}" if node.module else base)
+            elif node.module:
+                found.add(node.module)
+                # `from fer_lib import train` imports the module fer_lib.train
+                found |= {f"{node.module}.{a.name}" for a in node.names if node.module.startswith("fer_lib")}
+    return {m for m in found if m == "fer_lib" or m.startswith("fer_lib.")}
+
+
+def _files(sub: str) -> list[Path]:
+    return sorted((PKG / sub).glob("*.py")) if (PKG / sub).is_dir() else [PKG / sub]
+
+
+RULES = [
+    # (files, forbidden module prefixes, why)
+    ("inference", ("fer_lib.train", "fer_lib.cli", "fer_lib.widget", "fer_lib.explain", "fer_lib.demo"),
+     "inference is what evaluation, explanation, photos and export stand on; it never needs the trainer"),
+    ("data", ("fer_lib.models", "fer_lib.train", "fer_lib.inference", "fer_lib.cli"), "data imports no model code"),
+    ("models", ("fer_lib.train", "fer_lib.cli", "fer_lib.inference", "fer_lib.widget"),
+     "models import neither training nor the CLI"),
+    ("explain", ("fer_lib.train", "fer_lib.cli", "fer_lib.widget"), "explanation needs a model, not a trainer"),
+    ("detect.py", ("fer_lib.train", "fer_lib.models", "fer_lib.cli"), "face detection knows no model"),
+    ("faces.py", ("fer_lib.train", "fer_lib.cli", "fer_lib.widget"), "photo inference never imports the trainer"),
+    ("evaluate.py", ("fer_lib.train", "fer_lib.widget"), "evaluation loads models through fer_lib.inference"),
+    ("export.py", ("fer_lib.train", "fer_lib.widget"), "export loads models through fer_lib.inference"),
+    ("widget.py", ("fer_lib.train", "fer_lib.cli"), "the widget loads models through fer_lib.inference"),
+]
+
+
+@pytest.mark.parametrize("sub, forbidden, why", RULES, ids=[r[0] for r in RULES])
+def test_layering(sub, forbidden, why):
+    offenders = {f"{p.relative_to(PKG.parent)} imports {m}" for p in _files(sub) for m in _imports(p)
+                 if any(m == f or m.startswith(f + ".") for f in forbidden)}
+    assert not offenders, f"{why}: {sorted(offenders)}"
+
+
+def test_no_library_module_imports_the_widget_or_the_cli():
+    allowed = {"cli.py", "__main__.py", "demo.py"}  # the CLI itself and the command it runs
+    offenders = {f"{p.relative_to(PKG)} imports {m}" for p in PKG.rglob("*.py") if p.name not in allowed
+                 for m in _imports(p) if m in ("fer_lib.cli", "fer_lib.widget") and p.name != "widget.py"}
+    assert not offenders, sorted(offenders)
