@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from fer_lib import NUM_CLASSES
+from fer_lib.paths import display_path
 from fer_lib.train import distributed as D
 from fer_lib.train import setup as S
 from fer_lib.train.checkpoint import (
@@ -126,7 +127,7 @@ def train(
         data = S.load_training_data(cfg)
     train_split, val_split = S.select_splits(cfg, data)
     kind = "SYNTHETIC faces (not FER2013)" if data.synthetic else "FER2013"
-    log.write(f"data: {kind}: {data.source} | train {train_split.name} {len(train_split)} images, "
+    log.write(f"data: {kind}: {display_path(data.source)} | train {train_split.name} {len(train_split)} images, "
               f"val {val_split.name} {len(val_split)} images | device {device} x{info.world_size}")
     train_images, train_labels = train_split.images, train_split.labels
     weight = None
