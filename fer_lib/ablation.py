@@ -8,14 +8,23 @@ table reports, per variant: parameters, epochs and images seen, training through
 accuracy (PublicTest by default, the EMA weights, as ``train`` selects), and its difference to the full model.
 A second seed of the full model (``full_seed1``) shows how much of a difference is noise.
 
+**Paired mode** (``--paired --seeds 0 1``) is for budgets long enough to judge an architecture (an hour, ~30
+epochs): for each seed, every selected variant starts *at the same moment*, each in its own process with
+``--threads`` threads, for the same wall-clock minutes. Variants that share a machine also share its speed drift
+(one host ran 264-355 images/s on different days), so the paired difference per seed is the number to read;
+the table gives each variant's mean and spread over seeds and its paired difference to ``--reference``
+(default ``baseline``), and ``ablation.png`` plots PublicTest accuracy against wall time for every run.
+
 Usage::
 
     python -m fer_lib.ablation --minutes 15 --parallel 2 --threads 1       # 10 runs on FER2013, ~72 min on 2 cores
+    python -m fer_lib.ablation --paired --seeds 0 1 --only baseline full --base sota_resemote_small_lean \
+        --minutes 58 --threads 1 --preset cpu --input-size 64              # two seeds x two variants, ~2 h
     python -m fer_lib.ablation --only baseline full no_cbam --minutes 5
     python -m fer_lib.ablation --data synthetic --minutes 0.3              # a pipeline check, not a result
 
-Outputs under ``--out`` (default ``runs/ablation``): one run folder and log per variant, ``ablation.json`` and
-``ablation.md`` (the table, with the command that made it).
+Outputs under ``--out`` (default ``runs/ablation``): one run folder and log per run, ``ablation.json``,
+``ablation.md`` (the table, with the command that made it) and ``ablation.png`` (accuracy against wall time).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from fer_lib.plots import plot_run_curves
 
 #: variant name -> (model, model options beyond the base stem, extra ``train`` flags)
 VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
@@ -51,19 +62,51 @@ PROBES: dict[str, tuple[str, dict, list[str]]] = {
 ALL = {**VARIANTS, **PROBES}
 
 
-def train_command(name: str, args: argparse.Namespace) -> list[str]:
-    """The ``python -m fer_lib train`` command line of one variant."""
+def run_name(variant: str, seed: int | None = None) -> str:
+    """The run folder of a variant: ``variant`` alone, or ``variant_seedN`` in paired mode."""
+    return variant if seed is None else f"{variant}_seed{seed}"
+
+
+def parse_run_name(run: str) -> tuple[str, int | None]:
+    """Inverse of :func:`run_name`: ``"full_seed1"`` -> ``("full", 1)`` for a paired run, else ``(run, None)``."""
+    head, sep, tail = run.rpartition("_seed")
+    if sep and head in ALL and tail.isdigit() and run not in ALL:
+        return head, int(tail)
+    return run, None
+
+
+def train_command(name: str, args: argparse.Namespace, seed: int | None = None) -> list[str]:
+    """The ``python -m fer_lib train`` command line of one variant (with ``seed``: the paired run of that seed)."""
     model, options, extra = ALL[name]
+    if model == "sota_resemote_small":  # the full model and its module-removal variants start from --base
+        model = getattr(args, "base", None) or model
     cmd = [sys.executable, "-m", "fer_lib", "train", "--preset", args.preset, "--model", model,
            "--max-minutes", str(args.minutes), "--fit-budget", "--threads", str(args.threads),
-           "--out", str(args.out), "--name", name, "--no-progress", "--data", args.data]
+           "--out", str(args.out), "--name", run_name(name, seed), "--no-progress", "--data", args.data]
     for key, value in {"stem": args.stem, "input_size": args.input_size, **options}.items():
         cmd += ["--model-option", f"{key}={json.dumps(value)}"]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
     return cmd + extra + list(args.train_args)
 
 
+def plan_jobs(names: list[str], seeds: list[int] | None) -> list[list[tuple[str, int | None]]]:
+    """Groups of ``(variant, seed)`` runs; each group starts together and finishes before the next.
+
+    Unpaired (``seeds=None``): one group, the driver's ``--parallel`` sets how many run at once. Paired: one group
+    per seed holding every variant, so the runs of a seed share the machine for the same minutes.
+    """
+    if seeds is None:
+        return [[(n, None) for n in names]]
+    return [[(n, s) for n in names] for s in seeds]
+
+
 def summarize_run(name: str, run_dir: Path) -> dict:
-    """One table row from a finished run folder (``history.json`` and ``config.json``)."""
+    """One table row from a finished run folder (``history.json`` and ``config.json``).
+
+    ``curve`` holds ``[wall minutes, PublicTest accuracy]`` after every epoch, for
+    :func:`fer_lib.plots.plot_run_curves`.
+    """
     from fer_lib.models.registry import count_parameters, create_model
 
     history = json.loads((run_dir / "history.json").read_text())
@@ -71,14 +114,68 @@ def summarize_run(name: str, run_dir: Path) -> dict:
     params = count_parameters(create_model(config["model"], **config["model_overrides"]))
     best = max(history, key=lambda h: h["val_acc"])
     images = sum(h.get("images", 0) for h in history)
+    variant, _ = parse_run_name(name)
+    minutes, curve = 0.0, []
+    for h in history:
+        minutes += h["seconds"] / 60
+        curve.append([round(minutes, 3), h["val_acc"]])
     return {
-        "variant": name, "model": config["model"], "options": config["model_overrides"], "seed": config["seed"],
+        "run": name, "variant": variant, "model": config["model"], "options": config["model_overrides"], "seed": config["seed"],
         "params_m": params / 1e6, "epochs": images / max(1, history[0].get("images", 1)),
         "images_seen": images, "images_per_sec": sum(h["images_per_sec"] for h in history) / len(history),
         "minutes": sum(h["seconds"] for h in history) / 60, "best_val_acc": best["val_acc"],
         "best_epoch": best["epoch"], "last_val_acc": history[-1]["val_acc"], "final_lr": history[-1]["lr"],
         "epoch1_val_acc": history[0]["val_acc"],  # after the same steps (one warmup epoch) for every variant
+        "curve": curve,
     }
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else float("nan")
+    return mean, sd
+
+
+def paired_summary(rows: list[dict], reference: str = "baseline") -> list[dict]:
+    """Per variant: best-accuracy mean and sd over seeds, and the paired difference to ``reference``.
+
+    The difference of a variant is taken seed by seed (each against the ``reference`` run of the same seed, which
+    shared the machine with it) and then averaged; seeds without a reference run are left out of it.
+    """
+    by_variant: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by_variant.setdefault(r["variant"], {})[r["seed"]] = r
+    ref = by_variant.get(reference, {})
+    out = []
+    for variant, runs in by_variant.items():
+        seeds = sorted(runs)
+        accs = [runs[s]["best_val_acc"] for s in seeds]
+        mean, sd = _mean_sd(accs)
+        diffs = [runs[s]["best_val_acc"] - ref[s]["best_val_acc"] for s in seeds if s in ref]
+        out.append({
+            "variant": variant, "seeds": seeds, "best_val_acc": accs, "mean": mean, "sd": sd,
+            "epochs": _mean_sd([runs[s]["epochs"] for s in seeds])[0],
+            "images_per_sec": _mean_sd([runs[s]["images_per_sec"] for s in seeds])[0],
+            "params_m": runs[seeds[0]]["params_m"],
+            "diffs": diffs, "mean_diff": _mean_sd(diffs)[0] if diffs and variant != reference else None,
+        })
+    return out
+
+
+def paired_table(rows: list[dict], reference: str = "baseline") -> str:
+    """Markdown table of :func:`paired_summary` (accuracy: best epoch, PublicTest by default, EMA weights)."""
+    out = [f"| variant | params (M) | epochs (mean) | train img/s (mean) | best val acc per seed | mean (sd) | "
+           f"vs {reference}, paired (points, per seed) | mean vs {reference} (points) |",
+           "|---|---:|---:|---:|---|---:|---|---:|"]
+    for v in paired_summary(rows, reference):
+        per_seed = " / ".join(f"{a:.4f}" for a in v["best_val_acc"])
+        sd = "" if v["sd"] != v["sd"] else f" ({v['sd']:.4f})"
+        diffs = " / ".join(f"{100 * d:+.2f}" for d in v["diffs"]) if v["variant"] != reference else ""
+        mean_diff = "" if v["mean_diff"] is None else f"**{100 * v['mean_diff']:+.2f}**"
+        out.append(f"| {v['variant']} | {v['params_m']:.2f} | {v['epochs']:.1f} | {v['images_per_sec']:.0f} | "
+                   f"{per_seed} (seeds {', '.join(map(str, v['seeds']))}) | {v['mean']:.4f}{sd} | {diffs} | "
+                   f"{mean_diff} |")
+    return "\n".join(out)
 
 
 def table(rows: list[dict]) -> str:
@@ -97,6 +194,12 @@ def table(rows: list[dict]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The driver's command line (its defaults rebuild the measured table's recipe)."""
     p = argparse.ArgumentParser(prog="python -m fer_lib.ablation", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``python -m fer_lib ablation`` / ``python -m fer_lib.ablation``."""
     p.add_argument("--only", nargs="+", choices=list(ALL),
                    help=f"variants to run (default: all of {list(VARIANTS)}; probes: {list(PROBES)})")
     p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget of each run")
@@ -109,50 +212,98 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size of every variant (the measured table: 48; the cpu preset trains at 64)")
     p.add_argument("--data", default="fer2013", choices=("auto", "fer2013", "synthetic"))
     p.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    p.add_argument("--base", default="sota_resemote_small",
+                   help="registered model of the full variant and of every no_* variant (default sota_resemote_small; "
+                   "e.g. sota_resemote_small_lean, the CPU-budget design)")
+    p.add_argument("--paired", action="store_true",
+                   help="for each of --seeds, start every selected variant at once (one process each) for the same "
+                   "minutes; the table gives paired differences to --reference")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="paired mode: seeds (default: 0 1)")
+    p.add_argument("--reference", default="baseline", help="paired mode: the variant differences are taken to")
     p.add_argument("--report-only", action="store_true", help="only rebuild the table from finished runs")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="after --: more flags for every train command")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = argv if argv is not None else sys.argv[1:]
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ablation that ``args`` describes; returns the exit status."""
+    argv = getattr(args, "argv", None)
     if args.train_args[:1] == ["--"]:
         args.train_args = args.train_args[1:]
-    names = args.only or list(VARIANTS)
+    if args.seeds is not None and not args.paired:
+        print("error: --seeds needs --paired (unpaired runs take their seed from the variant)", file=sys.stderr)
+        return 2
+    seeds = (args.seeds or [0, 1]) if args.paired else None
+    names = args.only or [n for n in VARIANTS if not (args.paired and n == "full_seed1")]
+    if args.paired and args.reference not in names:
+        print(f"error: --reference {args.reference!r} is not among the variants {names}; add it to --only or pass "
+              "--reference with one of them", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
 
     failed: list[str] = []
     if not args.report_only:
-        queue, running = list(names), {}
-        while queue or running:
-            while queue and len(running) < args.parallel:
-                name = queue.pop(0)
-                cmd = train_command(name, args)
-                log = open(args.out / f"{name}.log", "w")  # noqa: SIM115 (closed when the run ends)
-                log.write("$ " + shlex.join(cmd) + "\n")
-                log.flush()
-                print(f"[ablation] start {name}: {shlex.join(cmd[1:])}", flush=True)
-                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
-            time.sleep(2)
-            for name, (proc, log) in list(running.items()):
-                if proc.poll() is not None:
-                    log.close()
-                    del running[name]
-                    status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {log.name})"
-                    print(f"[ablation] {name}: {status}", flush=True)
-                    if proc.returncode:
-                        failed.append(name)
+        for group in plan_jobs(names, seeds):
+            failed += _run_group(group, args, len(group) if args.paired else args.parallel)
 
-    # the table covers every finished variant in --out, so runs made by separate invocations share one table
-    rows = [summarize_run(n, args.out / n) for n in ALL if (args.out / n / "history.json").is_file()]
-    command = "python -m fer_lib.ablation " + shlex.join(argv if argv is not None else sys.argv[1:])
-    (args.out / "ablation.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2))
-    md = f"`{command}`\n\n{table(rows)}\n"
+    # the table covers every finished run in --out, so runs made by separate invocations share one table
+    runs = [run_name(n, s) for n in ALL for s in ([None] if seeds is None else sorted(set(seeds) | _seeds_in(args.out, n)))]
+    rows = [summarize_run(r, args.out / r) for r in runs if (args.out / r / "history.json").is_file()]
+    if argv is None:  # run through `python -m fer_lib ablation ...`: the flags after the subcommand
+        argv = sys.argv[sys.argv.index("ablation") + 1:] if "ablation" in sys.argv else []
+    command = "python -m fer_lib.ablation " + shlex.join(argv)
+    report = {"command": command, "paired": bool(args.paired), "reference": args.reference, "rows": rows}
+    if args.paired and rows:
+        report["summary"] = paired_summary(rows, args.reference)
+    (args.out / "ablation.json").write_text(json.dumps(report, indent=2))
+    body = paired_table(rows, args.reference) if args.paired else table(rows)
+    md = f"`{command}`\n\n{body}\n"
+    if rows:
+        plot_run_curves(rows, f"PublicTest accuracy vs wall time ({args.minutes:g} min per run)").savefig(
+            args.out / "ablation.png", dpi=110)
+        md += "\n![PublicTest accuracy against wall time](ablation.png)\n"
     (args.out / "ablation.md").write_text(md)
     print(md, flush=True)
     if failed:
         print(f"[ablation] failed runs: {', '.join(failed)}; their logs are in {args.out}", file=sys.stderr)
     return 1 if failed or not rows else 0
+
+
+def _seeds_in(out: Path, variant: str) -> set[int]:
+    """Seeds of the paired runs of ``variant`` already in ``out`` (so a report covers earlier invocations)."""
+    return {s for p in out.glob(f"{variant}_seed*") if (s := parse_run_name(p.name)[1]) is not None
+            and parse_run_name(p.name)[0] == variant}
+
+
+def _run_group(group: list[tuple[str, int | None]], args: argparse.Namespace, parallel: int) -> list[str]:
+    """Run ``group``'s train commands, ``parallel`` at a time; returns the names of the runs that failed."""
+    failed: list[str] = []
+    queue, running = list(group), {}
+    while queue or running:
+        while queue and len(running) < parallel:
+            name, seed = queue.pop(0)
+            run = run_name(name, seed)
+            cmd = train_command(name, args, seed)
+            log = open(args.out / f"{run}.log", "w")  # noqa: SIM115 (closed when the run ends)
+            log.write("$ " + shlex.join(cmd) + "\n")
+            log.flush()
+            print(f"[ablation] start {run}: {shlex.join(cmd[1:])}", flush=True)
+            running[run] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+        time.sleep(2)
+        for run, (proc, log) in list(running.items()):
+            if proc.poll() is not None:
+                log.close()
+                del running[run]
+                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {log.name})"
+                print(f"[ablation] {run}: {status}", flush=True)
+                if proc.returncode:
+                    failed.append(run)
+    return failed
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ For every variant and the baseline on the same backbone, stem and input size it 
 per image (counted by ``torch.utils.flop_counter.FlopCounterMode`` on one eval forward; 1 multiply-add = 2
 FLOPs), training throughput (images/s for forward + backward + AdamW step, with the auxiliary losses) and
 inference latency (ms/image, eval, ``torch.no_grad``), each also as a ratio to the baseline. Models are timed
-in interleaved rounds (A, B, A, B, ...) and each model's *fastest* round is reported (as ``timeit`` advises:
+in interleaved rounds (A, B, then B, A, ...: the order rotates every round) and each model's *fastest* round is reported (as ``timeit`` advises:
 other jobs on a shared CPU only ever add time), so a busy machine disturbs the ratios less than the absolute
-numbers; the median round is kept in the JSON too. On the CPU it also reports training images per second of
+numbers; the median round is kept in the JSON too, and ``paired x`` is the median over rounds of the ratio
+within each round (the steadiest training-cost ratio on a machine whose speed drifts). On the CPU it also reports training images per second of
 *process CPU time* (``time.process_time``), which time-slicing by other jobs does not inflate; with
 ``--threads 1`` that is the steadiest cost measure on a shared machine.
 
@@ -83,7 +84,7 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 
 def _train_step(model, opt, x, y, dtype: torch.dtype | None = None) -> None:
     with _autocast(x.device, dtype):
-        out = model(x)
+        out = model.forward_train(x) if hasattr(model, "forward_train") else model(x)
     logits, aux = (out.logits, out.aux_logits) if isinstance(out, ModelOutput) else (out, ())
     loss = F.cross_entropy(logits.float(), y)
     if aux:
@@ -100,8 +101,10 @@ def time_models(models: dict, batch_size: int, iters: int, warmup: int, device: 
     ``precision`` maps a model's name to a :data:`PRECISIONS` name (default ``"fp32"``): its autocast dtype for
     training and inference, and whether model and input are channels_last.
 
-    Returns ``{name: (min train, min infer, median train, median infer, min train CPU seconds)}`` over the
-    timed rounds (wall-clock seconds; the last is ``time.process_time``, summed over all threads).
+    Returns ``{name: (min train, min infer, median train, median infer, min train CPU seconds, paired ratio)}`` over
+    the timed rounds (wall-clock seconds; CPU seconds are ``time.process_time``, summed over all threads). The
+    paired ratio is the median over rounds of (the first model's train time / this model's) *in the same round*:
+    rounds are back to back, so a machine that drifts between rounds moves both times of a round together.
     """
     gen = torch.Generator().manual_seed(0)
     state = {}
@@ -117,8 +120,12 @@ def time_models(models: dict, batch_size: int, iters: int, warmup: int, device: 
     train_t = {n: [] for n in models}
     infer_t = {n: [] for n in models}
     train_cpu = {n: [] for n in models}
+    names = list(state)
     for r in range(warmup + iters):
-        for name, (m, opt, x, y, dtype) in state.items():
+        # rotate the order every round, so that no model is always timed first (right after the previous round's
+        # last model freed its memory) -- a position effect that otherwise biases every ratio
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            m, opt, x, y, dtype = state[name]
             m.train()
             _sync(device)
             c0, t0 = time.process_time(), time.perf_counter()
@@ -134,8 +141,10 @@ def time_models(models: dict, batch_size: int, iters: int, warmup: int, device: 
                 train_t[name].append(t1 - t0)
                 infer_t[name].append(t2 - t1)
                 train_cpu[name].append(c1 - c0)
+    ref = next(iter(models))
     return {n: (min(train_t[n]), min(infer_t[n]), statistics.median(train_t[n]), statistics.median(infer_t[n]),
-                min(train_cpu[n])) for n in models}
+                min(train_cpu[n]), statistics.median(r / t for r, t in zip(train_t[ref], train_t[n])))
+            for n in models}
 
 
 def bench_group(specs: list[tuple], args, device: torch.device) -> list[dict]:
@@ -151,7 +160,7 @@ def bench_group(specs: list[tuple], args, device: torch.device) -> list[dict]:
     times = time_models(models, args.batch_size, args.iters, args.warmup, device, precision)
     for label, name, overrides, *_ in specs:
         m = models[label]
-        t_train, t_infer, med_train, med_infer, cpu_train = times[label]
+        t_train, t_infer, med_train, med_infer, cpu_train, paired = times[label]
         rows.append(dict(
             label=label, model=name, overrides=overrides, device=str(device), precision=precision[label],
             batch_size=args.batch_size,
@@ -159,7 +168,7 @@ def bench_group(specs: list[tuple], args, device: torch.device) -> list[dict]:
             params_m=count_parameters(m) / 1e6, gflops=count_gflops(m, m.config.in_chans, device),
             train_img_s=args.batch_size / t_train, infer_ms_img=1000 * t_infer / args.batch_size,
             train_img_s_median=args.batch_size / med_train, infer_ms_img_median=1000 * med_infer / args.batch_size,
-            train_img_cpu_s=args.batch_size / cpu_train,
+            train_img_cpu_s=args.batch_size / cpu_train, train_x_paired=paired,
         ))
     ref = rows[0]
     for row in rows:
@@ -174,13 +183,14 @@ def bench_group(specs: list[tuple], args, device: torch.device) -> list[dict]:
 def format_rows(rows: list[dict]) -> str:
     """A fixed-width table; ``x`` columns are ratios to the group's first row (the baseline)."""
     head = (f"{'model':34s} {'grid':>5s} {'params M':>9s} {'x':>5s} {'GFLOPs':>7s} {'x':>5s} "
-            f"{'train img/s':>11s} {'x':>5s} {'img/cpu-s':>9s} {'x':>5s} {'infer ms/img':>12s} {'x':>5s}")
+            f"{'train img/s':>11s} {'x':>5s} {'paired x':>8s} {'img/cpu-s':>9s} {'x':>5s} {'infer ms/img':>12s} {'x':>5s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         grid = "x".join(map(str, r["grid"]))
         lines.append(
             f"{r['label']:34s} {grid:>5s} {r['params_m']:9.2f} {r['params_x']:5.2f} {r['gflops']:7.3f} "
-            f"{r['gflops_x']:5.2f} {r['train_img_s']:11.1f} {r['train_x']:5.2f} {r['train_img_cpu_s']:9.1f} "
+            f"{r['gflops_x']:5.2f} {r['train_img_s']:11.1f} {r['train_x']:5.2f} {r['train_x_paired']:8.2f} "
+            f"{r['train_img_cpu_s']:9.1f} "
             f"{r['train_cpu_x']:5.2f} {r['infer_ms_img']:12.2f} "
             f"{r['infer_x']:5.2f}"
         )
@@ -192,7 +202,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", default="small,medium,large",
                         help="comma-separated: small, medium, large or full registry names (default: all three)")
     parser.add_argument("--ablate", action="store_true",
-                        help="also time the small variant with each module switched off in turn")
+                        help="also time each SOTA variant with each module switched off in turn")
     parser.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
     parser.add_argument("--iters", type=int, default=5, help="timed rounds per model (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
@@ -244,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         base = "baseline_" + model_config(name).backbone
         specs = [(base, base, {})] + ([] if name == base else [(name, name, {})])
-        if args.ablate and name == "sota_resemote_small":
+        if args.ablate and not name.startswith("baseline_"):
             specs += [(f"{name} -{s}", name, {s: False}) for s in SOTAResEmoteConfig.SWITCHES]
             specs.append((f"{name} all off", name, {s: False for s in SOTAResEmoteConfig.SWITCHES}))
         if precisions != ["fp32"]:

@@ -1,4 +1,4 @@
-"""``python -m fer_lib {train,evaluate,predict,bench,demo}``: the command line.
+"""``python -m fer_lib {train,evaluate,predict,bench,demo,export,ablation}``: the command line.
 
 Each command lives in its own module that exposes ``add_arguments(parser)`` and ``run(args) -> int``; the module
 is imported only when its command is used, so ``python -m fer_lib --help`` starts in a fraction of a second and a
@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("fer_lib.predict", "predict the emotion of faces in photos (the bundled model by default)"),
     "bench": ("fer_lib.bench", "benchmark model speed"),
     "demo": ("fer_lib.demo", "train, evaluate and explain in one go (what `make demo` runs)"),
+    "export": ("fer_lib.export", "export a model to TorchScript and ONNX and time batch-1 latency"),
+    "ablation": ("fer_lib.ablation", "equal-budget ablation: baseline vs full model vs full minus one module"),
 }
 
 EPILOG = """examples:
@@ -62,7 +64,8 @@ def load_command(name: str):
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top parser; only ``command``'s module is imported to add its arguments."""
     parser = _Parser(prog="python -m fer_lib", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-                     description="Facial emotion recognition on FER2013: train, evaluate, predict, benchmark, demo.")
+                     description="Facial emotion recognition on FER2013: train, evaluate, predict, benchmark, demo, "
+                     "export, ablation.")
     from fer_lib import __version__
 
     parser.add_argument("--version", action="version", version=f"fer_lib {__version__}")
@@ -101,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the CLI turns every failure into one line
+        if type(e).__name__ == "TrainingStopped":  # SIGTERM: a clean stop at a step boundary, not a failure
+            print(f"stopped: {_one_line(e)}", file=sys.stderr)
+            return 143  # 128 + SIGTERM, as a shell reports a process ended by it
         if os.environ.get("FER_DEBUG"):
             raise
         known = ("CommandUnavailable", "FERDataError", "CheckpointError", "FloatingPointError", "ValueError",

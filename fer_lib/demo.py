@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from fer_lib.evaluate import evaluate_model, save_figures
     from fer_lib.inference import load_model
     from fer_lib.paths import find_fer2013
-    from fer_lib.train.engine import plot_history, train
+    from fer_lib.plots import plot_history
+    from fer_lib.train.engine import train
     from fer_lib.train.setup import load_training_data, select_splits
 
     t0 = time.perf_counter()

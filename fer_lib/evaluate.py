@@ -29,13 +29,7 @@ from torch import nn
 from fer_lib import EMOTIONS
 from fer_lib.inference.models import model_in_chans as model_channels  # noqa: F401 - the old name
 from fer_lib.inference.proba import TTA_MODES, predict_proba, tta_views  # noqa: F401 - re-exported
-from fer_lib.metrics import (
-    classification_metrics,
-    expected_calibration_error,
-    plot_confusion,
-    plot_reliability,
-    reliability_bins,
-)
+from fer_lib.metrics import classification_metrics, expected_calibration_error, reliability_bins
 
 N_BINS = 15
 
@@ -98,9 +92,13 @@ class EvalReport:
         return "\n".join(lines)
 
     def plot_confusion(self, ax=None):
+        from fer_lib.plots import plot_confusion
+
         return plot_confusion(self.confusion, self.class_names, title=f"{self.split} (row-normalised)", ax=ax)
 
     def plot_reliability(self, ax=None):
+        from fer_lib.plots import plot_reliability
+
         return plot_reliability(self.reliability, self.ece, title=f"reliability, {self.split}", ax=ax)
 
 

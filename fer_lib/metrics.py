@@ -108,36 +108,10 @@ def normalize_confusion(confusion) -> np.ndarray:
     return np.divide(c, rows, out=np.zeros_like(c), where=rows > 0)
 
 
-def plot_confusion(confusion, class_names=EMOTIONS, title: str = "confusion matrix (row-normalised)", ax=None):
-    """Seaborn heatmap of the row-normalised confusion matrix with class names; returns the figure."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+def __getattr__(name: str):
+    """The plots moved to :mod:`fer_lib.plots`; ``fer_lib.metrics.plot_confusion`` / ``plot_reliability`` still work."""
+    if name in ("plot_confusion", "plot_reliability"):
+        from fer_lib import plots
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 5.4))
-    sns.heatmap(normalize_confusion(confusion), annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, square=True,
-                xticklabels=class_names, yticklabels=class_names, cbar_kws={"label": "fraction of the true class"},
-                ax=ax)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    ax.figure.tight_layout()
-    return ax.figure
-
-
-def plot_reliability(bins: dict, ece: float | None = None, title: str = "reliability diagram", ax=None):
-    """Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 5))
-    width = bins["upper"][0] - bins["lower"][0]
-    acc = [a if a is not None else 0.0 for a in bins["accuracy"]]  # empty bins draw nothing
-    gap = [c - a if c is not None else 0.0 for c, a in zip(bins["confidence"], acc)]
-    ax.bar(bins["lower"], acc, width=width, align="edge", edgecolor="k", alpha=0.8, label="accuracy")
-    ax.bar(bins["lower"], gap, bottom=acc, width=width, align="edge", fill=False, hatch="//",
-           edgecolor="tab:red", linewidth=0.8, label="gap to mean confidence")
-    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max probability)", ylabel="accuracy",
-           title=title if ece is None else f"{title} (ECE {ece:.3f})")
-    ax.legend(loc="upper left")
-    ax.figure.tight_layout()
-    return ax.figure
+        return getattr(plots, name)
+    raise AttributeError(f"module 'fer_lib.metrics' has no attribute {name!r}")

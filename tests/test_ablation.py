@@ -93,3 +93,58 @@ def test_ablation_runs_and_tables_real_runs(tmp_path, capsys):
     assert ablation.main(["--data", "synthetic", "--minutes", "0.1", "--only", "no_aux", "--out", str(out), "--",
                           "--no-such-flag"]) == 1
     assert "failed runs: no_aux" in capsys.readouterr().err
+
+
+def test_paired_mode_plans_one_group_per_seed_with_every_variant():
+    groups = ablation.plan_jobs(["baseline", "full"], [0, 1])
+    assert groups == [[("baseline", 0), ("full", 0)], [("baseline", 1), ("full", 1)]]
+    assert ablation.plan_jobs(["baseline", "full"], None) == [[("baseline", None), ("full", None)]]
+    cmd = ablation.train_command("full", _args(), seed=1)
+    assert cmd[cmd.index("--seed") + 1] == "1" and cmd[cmd.index("--name") + 1] == "full_seed1"
+    assert ablation.parse_run_name("no_cbam_seed3") == ("no_cbam", 3)
+    assert ablation.parse_run_name("full_seed1") == ("full_seed1", None)  # the unpaired noise variant keeps its name
+
+
+def test_paired_summary_takes_differences_seed_by_seed():
+    def row(variant, seed, acc):
+        return dict(variant=variant, seed=seed, best_val_acc=acc, epochs=30.0, images_per_sec=150.0, params_m=11.2)
+
+    rows = [row("baseline", 0, 0.60), row("full", 0, 0.62), row("baseline", 1, 0.64), row("full", 1, 0.63),
+            row("full", 2, 0.99)]  # seed 2 has no baseline run: not part of the paired difference
+    full = {v["variant"]: v for v in ablation.paired_summary(rows)}["full"]
+    assert full["seeds"] == [0, 1, 2] and abs(full["mean_diff"] - 0.005) < 1e-12
+    assert [round(d, 6) for d in full["diffs"]] == [0.02, -0.01]
+    md = ablation.paired_table(rows)
+    assert "| baseline |" in md and "+2.00 / -1.00" in md and "**+0.50**" in md
+
+
+def test_paired_run_end_to_end_writes_table_json_and_plot(tmp_path, capsys):
+    out = tmp_path / "paired"
+    rc = ablation.main(["--data", "synthetic", "--minutes", "0.25", "--only", "baseline", "no_gem", "--paired",
+                        "--seeds", "0", "1", "--threads", "1", "--out", str(out), "--",
+                        "--synthetic-train", "256", "--synthetic-val", "64"])
+    assert rc == 0, capsys.readouterr()
+    report = json.loads((out / "ablation.json").read_text())
+    assert sorted(r["run"] for r in report["rows"]) == ["baseline_seed0", "baseline_seed1", "no_gem_seed0",
+                                                        "no_gem_seed1"]
+    for r in report["rows"]:
+        assert json.loads((out / r["run"] / "config.json").read_text())["seed"] == r["seed"]
+        assert r["curve"] and all(0 <= acc <= 1 for _, acc in r["curve"])
+    summary = {s["variant"]: s for s in report["summary"]}
+    assert summary["no_gem"]["seeds"] == [0, 1] and len(summary["no_gem"]["diffs"]) == 2
+    assert (out / "ablation.png").stat().st_size > 5000
+    assert "vs baseline, paired" in (out / "ablation.md").read_text()
+    # the reference must be one of the variants
+    assert ablation.main(["--paired", "--only", "full", "--out", str(out), "--report-only"]) == 2
+    assert "--reference 'baseline'" in capsys.readouterr().err
+
+
+def test_ablation_and_export_are_subcommands_of_the_cli(capsys):
+    from fer_lib.cli import COMMANDS, main
+
+    assert {"train", "evaluate", "predict", "bench", "demo", "export", "ablation"} <= set(COMMANDS)
+    assert main(["ablation", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--paired" in out and "--base" in out and "--seeds" in out
+    assert main(["export", "--help"]) == 0 and "--formats" in capsys.readouterr().out
+    assert main(["ablation", "--seeds", "0"]) == 2 and "--seeds needs --paired" in capsys.readouterr().err

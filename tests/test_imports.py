@@ -33,6 +33,22 @@ def _files(sub: str) -> list[Path]:
     return sorted((PKG / sub).glob("*.py")) if (PKG / sub).is_dir() else [PKG / sub]
 
 
+def test_layers_import_only_torch_and_timm():
+    """The attention layers stand alone: no other fer_lib module, nothing beyond torch and timm (and stdlib)."""
+    import sys
+
+    allowed_roots = {"torch", "timm", "__future__"} | set(sys.stdlib_module_names)
+    offenders = []
+    for path in _files("layers"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{path.name} imports {n}" for n in names
+                          if n.split(".")[0] not in allowed_roots and not n.startswith("fer_lib.layers")]
+    assert not offenders, offenders
+
+
 RULES = [
     # (files, forbidden module prefixes, why)
     ("inference", ("fer_lib.train", "fer_lib.cli", "fer_lib.widget", "fer_lib.explain", "fer_lib.demo"),

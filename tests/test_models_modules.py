@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_lib.layers.transformer_refine import SelfAttention
 from fer_lib.models import (
     CBAM,
     FER_ANCHORS,
@@ -20,7 +21,6 @@ from fer_lib.models import (
     TransformerRefine,
     create_attn,
 )
-from fer_lib.models.transformer_refine import SelfAttention
 
 
 def _randomise_bn(bn: nn.BatchNorm2d) -> None:

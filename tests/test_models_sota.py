@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from fer_lib.models import (
+    CBAM,
     GRADCAM_TARGETS,
     ModelOutput,
     SOTAResEmoteConfig,
@@ -46,8 +47,12 @@ def test_every_variant_eval_and_train_contract(name):
     for b in (1, 2):
         out = model.eval()(_x(b))
         assert isinstance(out, torch.Tensor) and out.shape == (b, 7)
-    out = model.train()(_x(2))
+    logits = model.train()(_x(2))
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 7)  # logits in train mode too
+    out = model.forward_train(_x(2))
     assert isinstance(out, ModelOutput) and out.logits.shape == (2, 7)
+    via_forward = model(_x(2), return_aux=True)  # the route the trainer takes (DDP syncs through forward only)
+    assert isinstance(via_forward, ModelOutput) and len(via_forward.aux_logits) == len(out.aux_logits)
     if name.startswith("baseline"):
         assert out.aux_logits == ()
     else:
@@ -66,7 +71,7 @@ def test_small_with_one_module_off(switch):
     with torch.no_grad():
         for b in (1, 2):
             assert model.eval()(_x(b)).shape == (b, 7)
-        out = model.train()(_x(2))
+        out = model.train().forward_train(_x(2))
     assert len(out.aux_logits) == (0 if switch == "aux" else 2)
     maps = model.eval().attention_maps(_x(2))
     expected = {"cbam": "cbam", "region": "regions", "anchor": "anchors", "transformer": "transformer"}
@@ -102,7 +107,7 @@ def test_gradients_reach_every_parameter_and_anchors_move():
     # inside the blocks get exactly zero gradient; after one step every parameter must receive one.
     for _ in range(2):
         opt.zero_grad()
-        out = model(_x(2))
+        out = model.forward_train(_x(2))
         loss = F.cross_entropy(out.logits, y) + sum(0.3 * F.cross_entropy(a, y) for a in out.aux_logits)
         loss.backward()
         opt.step()
@@ -130,7 +135,7 @@ def test_checkpoint_round_trip(tmp_path):
     model = create_model("sota_resemote_small", cbam=False, in_chans=3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     out = model.train()(_x(4, 3))
-    F.cross_entropy(out.logits, torch.tensor([0, 1, 2, 3])).backward()
+    F.cross_entropy(out, torch.tensor([0, 1, 2, 3])).backward()
     opt.step()  # BN statistics and GeM p are no longer at their initial values
     path = tmp_path / "ckpt.pt"
     torch.save({"model_name": model.model_name, "model_config": model.config.to_dict(),
@@ -195,3 +200,47 @@ def test_upsampled_input_size_changes_grid():
     assert model.grid == (3, 3)
     with torch.no_grad():
         assert model(_x(1)).shape == (1, 7)  # still fed 48x48; the model resizes inside
+
+
+def test_cbam_inside_the_residual_blocks_as_in_the_paper():
+    """cbam_where="blocks": one CBAM per residual block of layer2-4, applied before the residual sum."""
+    model = create_model("sota_resemote_small", cbam_where="blocks", stem="default", input_size=64).eval()
+    blocks = model.block_cbams()
+    assert len(blocks) == 6 and model.cbam is None  # resnet18: 2 blocks in each of layer2, layer3, layer4
+    assert [b.channel.fc2.out_channels for b in blocks] == [128, 128, 256, 256, 512, 512]
+    assert not any(isinstance(m, CBAM) for m in model.backbone.layer1.modules())
+    x = _x(2)
+    with torch.no_grad():
+        maps = model.attention_maps(x)
+        logits = model(x)
+    torch.testing.assert_close(maps["logits"], logits)  # the hooks that collect the gates change nothing
+    assert [tuple(g.shape[-2:]) for g in maps["cbam"]] == [(8, 8), (8, 8), (4, 4), (4, 4), (2, 2), (2, 2)]
+    assert all(((g > 0) & (g < 1)).all() for g in maps["cbam"])
+    # the block's output really goes through the gate: closing every gate changes the logits (timm zero-initialises
+    # each block's last BN, which would make the residual branch 0 whatever the gate: give it a weight first)
+    with torch.no_grad():
+        for layer in (model.backbone.layer2, model.backbone.layer3, model.backbone.layer4):
+            for block in layer:
+                block.bn2.weight.fill_(1.0)
+        opened = model(x)
+        for b in blocks:
+            b.channel.fc2.bias.fill_(-1e4)
+        assert not torch.allclose(model(x), opened, atol=1e-3)
+    both = create_model("sota_resemote_small", cbam_where="both", stem="default", input_size=64)
+    assert len(both.block_cbams()) == 6 and both.cbam is not None
+    off = create_model("sota_resemote_small", cbam_where="blocks", cbam=False, stem="default", input_size=64)
+    assert off.block_cbams() == [] and off.cbam is None
+    with pytest.raises(ValueError, match="cbam_where"):
+        SOTAResEmoteConfig(cbam_where="everywhere")
+
+
+def test_lean_design_fusion_on_the_first_grid_and_transformer_without_map_tokens():
+    model = create_model("sota_resemote_small_lean").eval()
+    assert model.grid == (8, 8) and model.config.input_size == 64  # layer2's grid at 64 px, stock stem
+    with torch.no_grad():
+        maps = model.attention_maps(_x(2))
+    assert maps["regions"].shape[-2:] == (8, 8)
+    t = 1 + len(maps["region_names"]) + len(maps["anchor_names"])  # class + regions + anchors, no map cells
+    assert [a.shape for a in maps["transformer"]] == [(2, model.config.transformer_heads, t, t)]
+    with pytest.raises(ValueError, match="map_tokens=False needs"):
+        create_model("sota_resemote_small", transformer_map_tokens=False, region=False, anchor=False)

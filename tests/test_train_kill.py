@@ -68,3 +68,74 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     for k, v in straight["ema"]["module"].items():
         torch.testing.assert_close(resumed["ema"]["module"][k], v, rtol=0, atol=0, msg=k)
     assert list((tmp_path / "killed").glob(".*.tmp-*")) == []
+
+
+# SCRIPT with its last line (the train() call) wrapped: the stop's one line is printed, the exit code is the CLI's
+TRAIN_CALL = "train(cfg, load_synthetic(n_train=1500, n_val=100), progress=False, model=model, resume=resume)"
+assert TRAIN_CALL in SCRIPT
+TERM_SCRIPT = SCRIPT.replace(TRAIN_CALL, textwrap.dedent(f'''
+    from fer_lib.train import TrainingStopped
+    try:
+        {TRAIN_CALL}
+    except TrainingStopped as e:
+        print("STOPPED", e, flush=True)
+        sys.exit(143)
+'''))
+
+
+def _start_and_wait_for(script, tmp_path, name, path):
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), name], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.slow
+def test_sigterm_stops_at_a_step_boundary_and_resumes_exactly(tmp_path):
+    """SIGTERM (Colab, Slurm, Kubernetes) stops at the next step with one line; last.pt resumes exactly."""
+    script = tmp_path / "run.py"
+    script.write_text(TERM_SCRIPT)
+    last = tmp_path / "termed" / "last.pt"
+    proc = _start_and_wait_for(script, tmp_path, "termed", last)
+    try:
+        time.sleep(0.4)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, out
+    line = next(x for x in out.splitlines() if x.startswith("STOPPED"))
+    assert "SIGTERM" in line and "last.pt" in line and "--resume" in line
+    done = torch.load(last, weights_only=True)["epoch"]
+    assert 1 <= done < 6 and f"holds epoch {done}" in line
+    subprocess.run([sys.executable, str(script), str(tmp_path), "termed", str(last)], check=True, timeout=300,
+                   capture_output=True)
+    subprocess.run([sys.executable, str(script), str(tmp_path), "straight"], check=True, timeout=300,
+                   capture_output=True)
+    resumed, straight = load_checkpoint(last), load_checkpoint(tmp_path / "straight" / "last.pt")
+    assert resumed["epoch"] == straight["epoch"] == 6
+    for k, v in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][k], v, rtol=0, atol=0, msg=k)
+
+
+def test_a_second_run_with_the_same_name_refuses_and_leaves_the_first_untouched(tmp_path):
+    from fer_lib.data import load_synthetic
+    from fer_lib.train import TrainConfig, train
+
+    data = load_synthetic(n_train=96, n_val=32)
+    cfg = TrainConfig(name="first", out_dir=str(tmp_path), model="baseline_resnet18", epochs=1, batch_size=32,
+                      device="cpu", model_overrides={"stem": "default"})
+    train(cfg, data, progress=False)
+    run_dir = tmp_path / "first"
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    assert {"best.pt", "last.pt", "history.json", "config.json"} <= set(before)
+    with pytest.raises(ValueError, match=r"already holds best\.pt and last\.pt.*--resume.*--overwrite"):
+        train(cfg.replace(lr=1e-2), data, progress=False)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # byte-identical, nothing added
+    result = train(cfg.replace(lr=1e-2, overwrite=True), data, progress=False)  # explicitly asked: replaced
+    assert result.history and load_checkpoint(run_dir / "last.pt")["train_config"]["lr"] == 1e-2

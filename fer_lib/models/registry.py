@@ -1,11 +1,13 @@
 """The model registry: every model of ``fer_lib`` is created by name here.
 
 Names: ``sota_resemote_small|medium|large`` (timm ``resnet18|34|50``) and ``baseline_resnet18|34|50`` (the same
-backbone, stem and input size with a plain average-pooled linear head). All are :class:`SOTAResEmote` built from
-:data:`PRESETS`; a baseline is the SOTA config with every module switched off.
+backbone, stem and input size with a plain average-pooled linear head). All are :class:`SOTAResEmote`; one table,
+:data:`MODELS`, holds each name's config overrides and its Grad-CAM target layer; a baseline is the SOTA config
+with every module switched off.
 
-Grad-CAM target (one place, :data:`GRADCAM_TARGETS`): the module whose output is the model's final conv map
-``[B, C, h, w]``, the map every head reads, with gradients flowing to the logits:
+Grad-CAM target (one column of :data:`MODELS`; :data:`GRADCAM_TARGETS` is that column as a dict): the module whose
+output is the model's final conv map ``[B, C, h, w]``, the map every head reads, with gradients flowing to the
+logits:
 
 * SOTA variants: ``feature_map`` (an ``nn.Identity`` after fusion and CBAM; 256 or 384 channels on 6x6 at 48x48
   input). Whatever the switches, it is the last conv map; with fusion it is on the middle stage's grid.
@@ -15,37 +17,61 @@ Grad-CAM target (one place, :data:`GRADCAM_TARGETS`): the module whose output is
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 
 from torch import nn
 
 import fer_lib
-from fer_lib.models.sota_resemote import PRESETS, SOTAResEmote, SOTAResEmoteConfig
+from fer_lib.models.sota_resemote import SOTAResEmote, SOTAResEmoteConfig
 
-GRADCAM_TARGETS: dict[str, str] = {
-    "sota_resemote_small": "feature_map",
-    "sota_resemote_medium": "feature_map",
-    "sota_resemote_large": "feature_map",
-    "baseline_resnet18": "backbone.layer4",
-    "baseline_resnet34": "backbone.layer4",
-    "baseline_resnet50": "backbone.layer4",
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model."""
+
+    overrides: dict = field(default_factory=dict)  # SOTAResEmoteConfig fields, on top of the dataclass defaults
+    gradcam_target: str = "feature_map"  # dotted path (model.get_submodule) of the Grad-CAM target layer
+
+
+_ALL_OFF = {s: False for s in SOTAResEmoteConfig.SWITCHES}
+_BASELINE = dict(_ALL_OFF, drop_path_rate=0.0, dropout=0.0)
+
+MODELS: dict[str, ModelSpec] = {
+    "sota_resemote_small": ModelSpec(dict(backbone="resnet18", drop_path_rate=0.05, dropout=0.2)),
+    # the small model redesigned for a CPU budget (64 px, stock stem): CBAM inside the residual blocks, fusion and
+    # the region / anchor attention on layer2's 8x8 grid, a one-layer transformer over class, region and anchor
+    # tokens only; training cost and the paired comparison with the baseline: docs/results/models.md
+    "sota_resemote_small_lean": ModelSpec(dict(
+        backbone="resnet18", stem="default", input_size=64, cbam_where="blocks", fusion_grid="first",
+        transformer_dim=128, transformer_depth=1, transformer_map_tokens=False, drop_path_rate=0.0, dropout=0.0)),
+    "sota_resemote_medium": ModelSpec(dict(backbone="resnet34", drop_path_rate=0.1, dropout=0.3)),
+    "sota_resemote_large": ModelSpec(dict(
+        backbone="resnet50", fusion_dim=384, transformer_dim=384, transformer_depth=3, transformer_heads=6,
+        drop_path_rate=0.1, dropout=0.3)),
+    "baseline_resnet18": ModelSpec(dict(backbone="resnet18", **_BASELINE), "backbone.layer4"),
+    "baseline_resnet34": ModelSpec(dict(backbone="resnet34", **_BASELINE), "backbone.layer4"),
+    "baseline_resnet50": ModelSpec(dict(backbone="resnet50", **_BASELINE), "backbone.layer4"),
 }
-"""Registered name -> dotted path (``model.get_submodule``) of the Grad-CAM target layer."""
+"""The registry: every model ``fer_lib`` builds by name, SOTA variants first."""
+
+GRADCAM_TARGETS: dict[str, str] = {name: spec.gradcam_target for name, spec in MODELS.items()}
+"""Registered name -> Grad-CAM target layer (a view of :data:`MODELS`)."""
 
 
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`, SOTA variants first."""
-    return list(PRESETS)
+    return list(MODELS)
 
 
 def model_config(name: str, **overrides) -> SOTAResEmoteConfig:
     """The config of a registered name, with ``overrides`` (field names of :class:`SOTAResEmoteConfig`) applied."""
-    if name not in PRESETS:
+    if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {list_models()}")
     fields = {f.name for f in dataclasses.fields(SOTAResEmoteConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(f"create_model({name!r}): unknown option(s) {unknown}; valid options are {sorted(fields)}")
-    return SOTAResEmoteConfig(**{**PRESETS[name], **overrides})
+    return SOTAResEmoteConfig(**{**MODELS[name].overrides, **overrides})
 
 
 def create_model(
@@ -81,7 +107,7 @@ def build_model(name: str, config_dict: dict) -> nn.Module:
     Raises:
         ValueError: ``name`` is not a registered model (a checkpoint of another architecture).
     """
-    if name not in PRESETS:
+    if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: fer_lib builds only {list_models()}")
     if not isinstance(config_dict, dict):
         raise TypeError(f"build_model: config_dict must be a dict (cfg.to_dict()), got {type(config_dict).__name__}")
@@ -94,13 +120,13 @@ def gradcam_target_layer(model: nn.Module) -> nn.Module:
     Models with an unregistered ``model_name`` fall back to their ``feature_map`` module.
     """
     name = getattr(model, "model_name", None)
-    path = GRADCAM_TARGETS.get(name, "feature_map")
+    path = MODELS[name].gradcam_target if name in MODELS else "feature_map"
     try:
         return model.get_submodule(path)
     except AttributeError as e:
         raise ValueError(
             f"gradcam_target_layer: model {name!r} has no submodule {path!r}; build it with "
-            "fer_lib.models.create_model or add it to GRADCAM_TARGETS"
+            "fer_lib.models.create_model or register it in fer_lib.models.registry.MODELS"
         ) from e
 
 
@@ -110,6 +136,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 __all__ = [
-    "GRADCAM_TARGETS", "build_model", "count_parameters", "create_model", "gradcam_target_layer", "list_models",
+    "GRADCAM_TARGETS", "MODELS", "ModelSpec", "build_model", "count_parameters", "create_model", "gradcam_target_layer", "list_models",
     "model_config",
 ]

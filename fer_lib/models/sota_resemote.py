@@ -3,7 +3,7 @@
 Data flow (``h x w`` is the fusion grid; shapes for ``sota_resemote_small`` on a ``[B, 1, 48, 48]`` input)::
 
     x [B,1,48,48] -(resize to input_size)-> ResNet stem + stages (features_only, last three stages)
-      stages: [B,128,12,12], [B,256,6,6], [B,512,3,3]      --aux--> two AuxHeads (training only)
+      stages: [B,128,12,12], [B,256,6,6], [B,512,3,3]      --aux--> two AuxHeads (forward_train only)
       --fusion--> [B,256,6,6] --cbam--> [B,256,6,6] = feature_map        (forward_features ends here)
       feature_map --gem/avg--> [B,256]
                   --region--> [B,4,256]  --anchor--> [B,12,256]
@@ -32,21 +32,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_lib.models.anchor_attention import AnchorAttention
-from fer_lib.models.cbam import CBAM
-from fer_lib.models.fusion import StageFusion
-from fer_lib.models.gem import GeM
-from fer_lib.models.heads import AuxHead, ClassifierHead
-from fer_lib.models.region_attention import RegionAttention
-from fer_lib.models.transformer_refine import TransformerRefine
+from fer_lib.layers.anchor_attention import AnchorAttention
+from fer_lib.layers.cbam import CBAM
+from fer_lib.layers.factory import create_attn
+from fer_lib.layers.fusion import StageFusion
+from fer_lib.layers.gem import GeM
+from fer_lib.layers.heads import AuxHead, ClassifierHead
+from fer_lib.layers.region_attention import RegionAttention
+from fer_lib.layers.transformer_refine import TransformerRefine
 
 HUB_HELP = "no internet / HF hub unreachable; use pretrained=False or set HF_HUB_OFFLINE with a cached copy"
 STEMS = ("default", "no_maxpool")
-FUSION_GRIDS = ("last", "middle")
+FUSION_GRIDS = ("last", "middle", "first")
+CBAM_PLACES = ("map", "blocks", "both")
 
 
 class ModelOutput(NamedTuple):
-    """What ``forward`` returns in training mode.
+    """What :meth:`SOTAResEmote.forward_train` returns (``forward`` itself always returns logits).
 
     Attributes:
         logits: ``[B, num_classes]``.
@@ -61,7 +63,8 @@ class ModelOutput(NamedTuple):
 class SOTAResEmoteConfig:
     """Everything that defines a SOTAResEmote model; an ablation is a config.
 
-    Presets (see ``PRESETS``; the switches are fusion, cbam, region, anchor, transformer, gem, aux)::
+    Registered presets (``fer_lib.models.registry.MODELS``; the switches are fusion, cbam, region, anchor,
+    transformer, gem, aux)::
 
         name                  backbone  switches  fusion_dim  transformer dim/depth  drop_path  dropout
         sota_resemote_small   resnet18  all on    256         256 / 2                0.05       0.2
@@ -84,8 +87,9 @@ class SOTAResEmoteConfig:
     drop_path_rate: float = 0.05  # stochastic depth in the backbone's residual blocks (timm)
     fusion: bool = True  # fuse the last three stages (1x1 conv+BN+ReLU each, weighted sum)
     fusion_dim: int = 256  # common width D of the fused map
-    fusion_grid: str = "middle"  # grid of the fused map: "last" (3x3 at 48) or "middle" (6x6 at 48)
-    cbam: bool = True  # CBAM channel + spatial attention on the (fused) map
+    fusion_grid: str = "middle"  # grid of the fused map: "last" (3x3 at 48), "middle" (6x6) or "first" (12x12)
+    cbam: bool = True  # CBAM channel + spatial attention (where: cbam_where)
+    cbam_where: str = "map"  # "map": once, on the (fused) map; "blocks": in the blocks of layer2-4; "both"
     cbam_reduction: int = 16  # CBAM channel-MLP reduction ratio
     cbam_kernel: int = 7  # CBAM spatial conv size
     region: bool = True  # facial-region attention (eyes+brows, nose, mouth, face)
@@ -95,9 +99,10 @@ class SOTAResEmoteConfig:
     transformer_dim: int = 256  # token width E
     transformer_depth: int = 2  # encoder layers
     transformer_heads: int = 4  # attention heads
+    transformer_map_tokens: bool = True  # map cells are tokens too (off: only class, region and anchor tokens)
     gem: bool = True  # GeM pooling of the map (off: average pooling)
     gem_p: float = 3.0  # initial GeM exponent
-    aux: bool = True  # auxiliary heads on the two earlier stages (training only)
+    aux: bool = True  # auxiliary heads on the two earlier stages (read by forward_train, i.e. training only)
     dropout: float = 0.2  # dropout before the final linear layer
 
     SWITCHES = ("fusion", "cbam", "region", "anchor", "transformer", "gem", "aux")
@@ -105,6 +110,8 @@ class SOTAResEmoteConfig:
     def __post_init__(self):
         if self.stem not in STEMS:
             raise ValueError(f"SOTAResEmoteConfig.stem={self.stem!r}; choose one of {STEMS}")
+        if self.cbam_where not in CBAM_PLACES:
+            raise ValueError(f"SOTAResEmoteConfig.cbam_where={self.cbam_where!r}; choose one of {CBAM_PLACES}")
         if self.fusion_grid not in FUSION_GRIDS:
             raise ValueError(f"SOTAResEmoteConfig.fusion_grid={self.fusion_grid!r}; choose one of {FUSION_GRIDS}")
         if self.in_chans not in (1, 3):
@@ -130,20 +137,27 @@ class SOTAResEmoteConfig:
         return dataclasses.replace(self, **{s: False for s in self.SWITCHES})
 
 
-_OFF = {s: False for s in SOTAResEmoteConfig.SWITCHES}
-_BASE_OFF = dict(_OFF, drop_path_rate=0.0, dropout=0.0)
-PRESETS: dict[str, dict] = {
-    "sota_resemote_small": dict(backbone="resnet18", drop_path_rate=0.05, dropout=0.2),
-    "sota_resemote_medium": dict(backbone="resnet34", drop_path_rate=0.1, dropout=0.3),
-    "sota_resemote_large": dict(
-        backbone="resnet50", fusion_dim=384, transformer_dim=384, transformer_depth=3, transformer_heads=6,
-        drop_path_rate=0.1, dropout=0.3,
-    ),
-    "baseline_resnet18": dict(backbone="resnet18", **_BASE_OFF),
-    "baseline_resnet34": dict(backbone="resnet34", **_BASE_OFF),
-    "baseline_resnet50": dict(backbone="resnet50", **_BASE_OFF),
-}
-"""Config overrides per registered name (on top of the dataclass defaults)."""
+def add_block_cbam(backbone: nn.Module, cfg: SOTAResEmoteConfig) -> int:
+    """Put a :class:`CBAM` into every residual block of the three stages the model reads (``layer2``-``layer4``
+    of a ResNet); returns how many.
+
+    timm's ResNet blocks apply their ``se`` module (``None`` unless an attention layer is configured) after the
+    block's last BatchNorm and before the residual sum: exactly where the CBAM paper puts its module (Fig. 3 of
+    https://arxiv.org/abs/1807.06521). The first stage (16x16 maps at 64 px) is left out: it would cost about
+    half of all the blocks' attention time for the least semantic features (``docs/results/models.md``).
+    """
+    count = 0
+    for stage in ("layer2", "layer3", "layer4"):
+        for block in getattr(backbone, stage, ()):
+            if not hasattr(block, "se"):
+                raise ValueError(f"cbam_where={cfg.cbam_where!r} needs timm ResNet blocks; {cfg.backbone!r} has none")
+            last_bn = getattr(block, "bn3", None) or block.bn2
+            block.se = create_attn("cbam", last_bn.num_features, reduction=cfg.cbam_reduction,
+                                   kernel_size=cfg.cbam_kernel)
+            count += 1
+    if count == 0:
+        raise ValueError(f"cbam_where={cfg.cbam_where!r} found no residual stages in backbone {cfg.backbone!r}")
+    return count
 
 
 def create_backbone(cfg: SOTAResEmoteConfig, pretrained: bool = False) -> nn.Module:
@@ -162,6 +176,8 @@ def create_backbone(cfg: SOTAResEmoteConfig, pretrained: bool = False) -> nn.Mod
         if not hasattr(backbone, "maxpool"):
             raise ValueError(f"stem='no_maxpool' needs a ResNet-like backbone with .maxpool; {cfg.backbone!r} has none")
         backbone.maxpool = nn.Identity()
+    if cfg.cbam and cfg.cbam_where in ("blocks", "both"):
+        add_block_cbam(backbone, cfg)
     return backbone
 
 
@@ -174,7 +190,8 @@ class SOTAResEmote(nn.Module):
         pretrained: load timm's ImageNet weights for the backbone (needs the HF hub or a cached copy).
 
     Shapes:
-        ``forward(x [B, in_chans, 48, 48])``: eval -> logits ``[B, num_classes]``; train -> :class:`ModelOutput`.
+        ``forward(x [B, in_chans, 48, 48])`` -> logits ``[B, num_classes]`` (train and eval mode);
+        ``forward_train(x)`` (or ``forward(x, return_aux=True)``) -> :class:`ModelOutput` with the auxiliary logits.
         ``forward_features(x)`` -> ``feature_map [B, D, h, w]``; ``forward_head(feature_map)`` -> logits.
     """
 
@@ -187,14 +204,14 @@ class SOTAResEmote(nn.Module):
         grids = self._stage_grids()
         self.aux_heads = nn.ModuleList(AuxHead(c, cfg.num_classes) for c in chans[:-1]) if cfg.aux else None
         if cfg.fusion:
-            target = -1 if cfg.fusion_grid == "last" else -2
+            target = {"last": -1, "middle": -2, "first": -3}[cfg.fusion_grid]
             self.fusion = StageFusion(tuple(chans), cfg.fusion_dim, target_index=target)
             dim, self.grid = cfg.fusion_dim, grids[target]
         else:
             self.fusion, dim, self.grid = None, chans[-1], grids[-1]
         self.num_features = dim
-        self.cbam = CBAM(dim, cfg.cbam_reduction, cfg.cbam_kernel) if cfg.cbam else None
-        self.feature_map = nn.Identity()  # the final conv map: Grad-CAM target (see registry.GRADCAM_TARGETS)
+        self.cbam = CBAM(dim, cfg.cbam_reduction, cfg.cbam_kernel) if cfg.cbam and cfg.cbam_where != "blocks" else None
+        self.feature_map = nn.Identity()  # the final conv map: Grad-CAM target (see registry.MODELS)
         self.region = RegionAttention(dim) if cfg.region else None
         self.anchor = AnchorAttention(dim, sigma=cfg.anchor_sigma) if cfg.anchor else None
         n_extra = (len(self.region.region_names) if self.region else 0) + (
@@ -202,7 +219,8 @@ class SOTAResEmote(nn.Module):
         self.transformer = None
         if cfg.transformer:
             self.transformer = TransformerRefine(dim, self.grid, cfg.transformer_dim, cfg.transformer_depth,
-                                                 cfg.transformer_heads, num_extra=n_extra)
+                                                 cfg.transformer_heads, num_extra=n_extra,
+                                                 map_tokens=cfg.transformer_map_tokens)
         self.pool = GeM(cfg.gem_p) if cfg.gem else None
         head_in = dim + (cfg.transformer_dim if cfg.transformer else n_extra * dim)
         self.head = ClassifierHead(head_in, cfg.num_classes, cfg.dropout)
@@ -266,26 +284,50 @@ class SOTAResEmote(nn.Module):
         feats = torch.cat(parts, dim=1) if len(parts) > 1 else pooled
         return feats if pre_logits else self.head(feats)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | ModelOutput:
+    def forward_train(self, x: torch.Tensor) -> ModelOutput:
+        """``x [B, in_chans, 48, 48]`` -> :class:`ModelOutput`: the logits and one ``[B, num_classes]`` per
+        auxiliary head (an empty tuple when ``aux`` is off). What the training loss needs; any mode."""
         fmap, stages = self._features(x)
         logits = self.forward_head(fmap)
-        if not self.training:
-            return logits
         aux = tuple(h(s) for h, s in zip(self.aux_heads, stages[:-1])) if self.aux_heads is not None else ()
         return ModelOutput(logits, aux)
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | ModelOutput:
+        """``x [B, in_chans, 48, 48]`` -> logits ``[B, num_classes]``, in training and in eval mode alike.
+
+        ``return_aux=True`` returns :meth:`forward_train`'s :class:`ModelOutput` instead: the trainer asks for it
+        through ``forward`` because ``DistributedDataParallel`` synchronises gradients only for ``forward`` calls.
+        """
+        if return_aux:
+            return self.forward_train(x)
+        return self.forward_head(self._features(x)[0])
 
     def attention_maps(self, x: torch.Tensor) -> dict:
         """Run ``x [B, in_chans, 48, 48]`` and collect the maps of the modules that are on.
 
         Returns:
             dict with ``"logits"`` ``[B, num_classes]``, ``"token_grid"`` ``(h, w)`` (the grid every map is on)
-            and, only for modules switched on: ``"cbam"`` (list of ``[B, 1, h, w]`` spatial gates),
+            and, only for modules switched on: ``"cbam"`` (list of ``[B, 1, h, w]`` spatial gates: the blocks'
+            first, in depth order and each on its own stage's grid, then the one on the fused map),
             ``"regions"`` ``[B, R, h, w]`` + ``"region_names"``, ``"anchors"`` ``[K, 2]`` (x, y) in ``[0, 1]``
             image coordinates + ``"anchor_names"``, ``"transformer"`` (list of ``[B, heads, T, T]``, token 0 is
             the class token, then the ``h*w`` map cells row by row, then regions, then anchors).
             Call it under ``torch.no_grad()`` for plotting; the model's train/eval mode is left as it is.
         """
         maps: dict = {"token_grid": tuple(self.grid)}
-        fmap, _ = self._features(x, maps)
+        gates: list[torch.Tensor] = []
+        hooks = [m.register_forward_hook(lambda mod, inp, out: gates.append(mod.spatial.gate(mod.channel(inp[0]))))
+                 for m in self.block_cbams()]
+        try:
+            fmap, _ = self._features(x, maps)
+        finally:
+            for h in hooks:
+                h.remove()
+        if gates:  # blocks first (in depth order), then the map's CBAM, if any
+            maps["cbam"] = gates + maps.get("cbam", [])
         maps["logits"] = self.forward_head(fmap, maps=maps)
         return maps
+
+    def block_cbams(self) -> list[CBAM]:
+        """The CBAMs inside the backbone's residual blocks (``cbam_where`` ``"blocks"`` / ``"both"``), in depth order."""
+        return [m for name, m in self.backbone.named_modules() if isinstance(m, CBAM) and name.endswith(".se")]

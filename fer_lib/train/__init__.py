@@ -20,7 +20,7 @@ from fer_lib.train.checkpoint import (
 from fer_lib.train.config import PRESETS, TrainConfig, preset_config
 from fer_lib.train.course import quick_config
 from fer_lib.train.ema import ModelEMA
-from fer_lib.train.engine import TrainResult, plot_history, train
+from fer_lib.train.engine import TrainingStopped, TrainResult, train
 from fer_lib.train.schedule import WarmupCosineSchedule, warmup_cosine_factor
 from fer_lib.train.steps import training_loss
 
@@ -30,6 +30,7 @@ __all__ = [
     "ModelEMA",
     "TrainConfig",
     "TrainResult",
+    "TrainingStopped",
     "WarmupCosineSchedule",
     "load_checkpoint",
     "load_model",
@@ -42,3 +43,12 @@ __all__ = [
     "training_loss",
     "warmup_cosine_factor",
 ]
+
+
+def __getattr__(name: str):
+    """``plot_history`` lives in :mod:`fer_lib.plots` (imported on first use: matplotlib is not needed to train)."""
+    if name == "plot_history":
+        from fer_lib.plots import plot_history
+
+        return plot_history
+    raise AttributeError(f"module 'fer_lib.train' has no attribute {name!r}")

@@ -75,6 +75,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_preset: str = 
     g.add_argument("--out", help="parent folder of the run folder (default runs)")
     g.add_argument("--name", help="run name: outputs go to OUT/NAME/")
     g.add_argument("--resume", help="continue from this last.pt")
+    g.add_argument("--overwrite", action="store_true",
+                   help="allow a run folder that holds an earlier run's checkpoints (replaced when epoch 1 is written)")
     g.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars (CI)")
     g.add_argument("--log-every", type=int, help="with --no-progress: a line every N steps")
 
@@ -112,6 +114,8 @@ def config_from_args(args: argparse.Namespace):
     for flag in ("fit_budget", "compile", "channels_last"):  # --flag / --no-flag; absent: the preset's value
         if getattr(args, flag, None) is not None:
             overrides[flag] = getattr(args, flag)
+    if getattr(args, "overwrite", False):
+        overrides["overwrite"] = True
     if getattr(args, "no_augment", False):
         overrides["augment"] = False
     if overrides.get("grad_clip") == 0:

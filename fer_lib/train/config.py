@@ -29,7 +29,8 @@ from typing import Any
 
 #: Fields that do not change what is computed; ``resume`` ignores them when it compares recipes.
 RUNTIME_FIELDS = frozenset(
-    {"name", "out_dir", "device", "max_minutes", "log_every", "num_threads", "resume", "compile", "data_root"}
+    {"name", "out_dir", "device", "max_minutes", "log_every", "num_threads", "resume", "compile", "data_root",
+     "overwrite"}
 )
 
 
@@ -89,6 +90,8 @@ class TrainConfig:
         log_every: in ``progress=False`` mode, print a plain line every N steps (0: one line per epoch only).
         num_threads: ``torch.set_num_threads`` for CPU runs (``None``: leave as is).
         resume: a ``last.pt`` (or ``best.pt``) to continue from; the recipe and the data fingerprint must match.
+        overwrite: allow a new run in a folder that holds checkpoints of an earlier run (they are replaced when
+            this run's first epoch is written, not before); without it such a run is refused.
     """
 
     name: str = "run"
@@ -136,6 +139,7 @@ class TrainConfig:
     log_every: int = 0
     num_threads: int | None = None
     resume: str | None = None
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -226,6 +230,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         ema=True,
         ema_decay=0.99,
         num_threads=1,  # on a 2-core machine shared with other jobs, 2 threads spin-wait: 6.2 min vs 1.6 min
+        overwrite=True,  # a 2-minute pipeline demo: `make demo` again replaces the previous demo run
     ),
     "cpu": dict(
         name="cpu",

@@ -26,6 +26,7 @@ QUICK_OVERRIDES: dict[str, Any] = {
 def quick_config(preset: str = "gpu", **overrides: Any) -> TrainConfig:
     """``preset`` shrunk to a one-minute pipeline check; its run is named ``<preset>_quick``.
 
-    The separate name keeps a toy run from ever overwriting a real ``runs/<preset>/best.pt``.
+    The separate name keeps a toy run from ever overwriting a real ``runs/<preset>/best.pt``; a toy run does replace
+    the previous toy run of the same name (``overwrite=True``), so the notebook can be run again.
     """
-    return preset_config(preset, **{"name": f"{preset}_quick", **QUICK_OVERRIDES, **overrides})
+    return preset_config(preset, **{"name": f"{preset}_quick", "overwrite": True, **QUICK_OVERRIDES, **overrides})

@@ -144,7 +144,8 @@ def precision_for(amp: str, device: torch.device) -> Precision:
 
     ``"auto"``: bf16 on CUDA GPUs with native bf16 (compute capability >= 8: A100, H100, RTX 30xx+), fp16 with a
     GradScaler on older ones (T4, V100), fp32 elsewhere. ``"bf16"`` on an older GPU falls back to fp16 with a
-    GradScaler and one warning (so the ``cpu`` preset also runs on a T4). bf16 has fp32's exponent range, so it needs no loss
+    GradScaler and one warning (so the ``cpu`` preset also runs on a T4); on a CPU without native bf16 it falls back
+    to fp32 with one warning (emulated bf16 is about 12x slower there). bf16 has fp32's exponent range, so it needs no loss
     scaling (Kalamkar et al. 2019, https://arxiv.org/abs/1905.12322); fp16 does (Micikevicius et al. 2018,
     https://arxiv.org/abs/1710.03740).
 
@@ -157,8 +158,12 @@ def precision_for(amp: str, device: torch.device) -> Precision:
         if amp == "fp16":
             raise ValueError(f"amp='fp16' needs a CUDA device, got {device}; use amp='off' or 'bf16'")
         if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-            warnings.warn("amp='bf16' on a CPU without native bf16 instructions (AVX512-BF16 or AMX): bf16 is "
-                          "emulated and usually slower than fp32 here; pass --amp off", stacklevel=2)
+            # emulated bf16 is no saving: 4 vs 51 training images/s for the cpu preset's model on an AVX2-only
+            # CPU (docs/results/training.md); fp32 computes the same recipe, only without the rounding
+            warnings.warn("amp='bf16' on a CPU without native bf16 instructions (AVX512-BF16 or AMX): bf16 would "
+                          "be emulated, about 12x slower; training in fp32 instead (pass --amp off to silence this)",
+                          stacklevel=2)
+            return Precision(None, device.type)
         return Precision(torch.bfloat16 if amp == "bf16" else None, device.type)
     major, minor = torch.cuda.get_device_capability(device)
     native_bf16 = major >= 8
@@ -169,6 +174,12 @@ def precision_for(amp: str, device: torch.device) -> Precision:
                       "without native bf16: training in fp16 with a GradScaler instead", stacklevel=2)
         return Precision(torch.float16, "cuda")
     return Precision(torch.bfloat16 if amp == "bf16" else torch.float16, "cuda")
+
+
+def has_idle_parameters(model: nn.Module, cfg) -> bool:
+    """Whether some parameters get no gradient in this recipe: auxiliary heads with ``cfg.aux_weight == 0`` are
+    not run (``fer_lib.train.steps.wants_aux``), so DDP must be told (``find_unused_parameters``)."""
+    return getattr(model, "aux_heads", None) is not None and cfg.aux_weight == 0
 
 
 def model_identity(model: nn.Module) -> tuple[str, dict]:

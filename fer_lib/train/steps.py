@@ -9,8 +9,23 @@ from fer_lib.train import distributed as D
 from fer_lib.train.config import TrainConfig
 
 
+def wants_aux(model, cfg: TrainConfig) -> bool:
+    """Whether the training step should ask ``model`` for auxiliary logits (``model(x, return_aux=True)``).
+
+    Only models with a ``forward_train`` method (every :class:`fer_lib.models.SOTAResEmote`) take ``return_aux``;
+    with ``cfg.aux_weight == 0`` the heads are not run at all (they cost time and would receive no gradient).
+    """
+    return cfg.aux_weight > 0 and hasattr(model, "forward_train")
+
+
+def forward_for_loss(net, raw, x: torch.Tensor, cfg: TrainConfig):
+    """The training forward pass: ``net(x, return_aux=True)`` when :func:`wants_aux` (through ``net``, so that a
+    ``DistributedDataParallel`` wrapper sees the call), else ``net(x)``."""
+    return net(x, return_aux=True) if wants_aux(raw, cfg) else net(x)
+
+
 def logits_and_aux(output) -> tuple[torch.Tensor, tuple]:
-    """Accept ``ModelOutput(logits, aux_logits)`` (train mode) or plain logits."""
+    """Accept a ``ModelOutput(logits, aux_logits)`` (``forward_train``) or plain logits."""
     if hasattr(output, "logits"):
         return output.logits, tuple(getattr(output, "aux_logits", ()) or ())
     return output, ()

@@ -3,7 +3,8 @@
 Auxiliary heads on intermediate stages (deep supervision, Lee et al., https://arxiv.org/abs/1409.5185; the
 auxiliary classifiers of GoogLeNet, https://arxiv.org/abs/1409.4842) give the early stages a direct gradient
 from the labels. They are used only in training: the trainer (``fer_lib.train``, ``TrainConfig.aux_weight``)
-adds ``aux_weight * mean_i CE(aux_logits_i, y)`` to the loss; ``forward`` in eval mode returns the main logits.
+gets them from ``model.forward_train(x)`` and adds ``aux_weight * mean_i CE(aux_logits_i, y)`` to the loss;
+``forward`` returns only the main logits, in either mode.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from fer_lib.models.region_attention import gaussian_log_prior
+from fer_lib.layers.region_attention import gaussian_log_prior
 
 # (name, x, y) in [0, 1] image coordinates of an aligned 48x48 FER2013 face, checked against the mean of 3,000
 # training faces (see FER_REGIONS and docs/results/models.md); "_l"/"_r" are the image's left and right (the

@@ -92,13 +92,18 @@ class TransformerRefine(nn.Module):
         heads: int = 4,
         num_extra: int = 0,
         mlp_ratio: float = 2.0,
+        map_tokens: bool = True,
     ):
         super().__init__()
+        if not map_tokens and num_extra == 0:
+            raise ValueError("TransformerRefine: map_tokens=False needs extra (region / anchor) tokens to attend over")
         self.grid = tuple(grid)
         self.num_extra = num_extra
+        self.map_tokens = map_tokens
         self.proj = nn.Linear(in_channels, dim) if in_channels != dim else nn.Identity()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid[0] * grid[1] + num_extra, dim))
+        n_map = grid[0] * grid[1] if map_tokens else 0
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + n_map + num_extra, dim))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.layers = nn.ModuleList(EncoderLayer(dim, heads, mlp_ratio) for _ in range(depth))
@@ -113,7 +118,7 @@ class TransformerRefine(nn.Module):
                 f"TransformerRefine: built for a {self.grid} map but got {(h, w)}; the model's input must be "
                 "48x48 (it resizes internally) -- rebuild the model for another input_size"
             )
-        tokens = [self.cls_token.expand(b, -1, -1), x.flatten(2).transpose(1, 2)]
+        tokens = [self.cls_token.expand(b, -1, -1)] + ([x.flatten(2).transpose(1, 2)] if self.map_tokens else [])
         n_extra = 0 if extra is None else extra.shape[1]
         if n_extra != self.num_extra:
             raise ValueError(f"TransformerRefine: expected {self.num_extra} extra tokens, got {n_extra}")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from fer_lib.models.anchor_attention import AnchorAttention
-from fer_lib.models.cbam import CBAM, ChannelAttention, SpatialAttention
-from fer_lib.models.gem import GeM
-from fer_lib.models.region_attention import RegionAttention
+from fer_lib.layers.anchor_attention import AnchorAttention
+from fer_lib.layers.cbam import CBAM, ChannelAttention, SpatialAttention
+from fer_lib.layers.gem import GeM
+from fer_lib.layers.region_attention import RegionAttention
 
 _ATTN = {
     "cbam": lambda c, **kw: CBAM(c, **kw),
