@@ -145,7 +145,7 @@ def precision_for(amp: str, device: torch.device) -> Precision:
     ``"auto"``: bf16 on CUDA GPUs with native bf16 (compute capability >= 8: A100, H100, RTX 30xx+), fp16 with a
     GradScaler on older ones (T4, V100), fp32 elsewhere. ``"bf16"`` on an older GPU falls back to fp16 with a
     GradScaler and one warning (so the ``cpu`` preset also runs on a T4); on a CPU without native bf16 it falls back
-    to fp32 with one warning (emulated bf16 is about 12x slower there). bf16 has fp32's exponent range, so it needs no loss
+    to fp32 with one warning (emulated bf16 is about 13x slower there). bf16 has fp32's exponent range, so it needs no loss
     scaling (Kalamkar et al. 2019, https://arxiv.org/abs/1905.12322); fp16 does (Micikevicius et al. 2018,
     https://arxiv.org/abs/1710.03740).
 
@@ -158,10 +158,10 @@ def precision_for(amp: str, device: torch.device) -> Precision:
         if amp == "fp16":
             raise ValueError(f"amp='fp16' needs a CUDA device, got {device}; use amp='off' or 'bf16'")
         if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-            # emulated bf16 is no saving: 4 vs 51 training images/s for the cpu preset's model on an AVX2-only
+            # emulated bf16 is no saving: 0.08x fp32's training images/s for the cpu preset's model on an AVX2-only
             # CPU (docs/results/training.md); fp32 computes the same recipe, only without the rounding
             warnings.warn("amp='bf16' on a CPU without native bf16 instructions (AVX512-BF16 or AMX): bf16 would "
-                          "be emulated, about 12x slower; training in fp32 instead (pass --amp off to silence this)",
+                          "be emulated, about 13x slower; training in fp32 instead (pass --amp off to silence this)",
                           stacklevel=2)
             return Precision(None, device.type)
         return Precision(torch.bfloat16 if amp == "bf16" else None, device.type)
