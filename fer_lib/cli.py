@@ -3,7 +3,8 @@
 Each command lives in its own module that exposes ``add_arguments(parser)`` and ``run(args) -> int``; the module
 is imported only when its command is used, so ``python -m fer_lib --help`` starts in a fraction of a second and a
 missing module gives one clear error. Every error ends the process with one line ``error: ...`` on stderr and
-a non-zero exit code (set ``FER_DEBUG=1`` to see the traceback instead).
+a non-zero exit code (set ``FER_DEBUG=1`` to see the traceback instead); a data error adds the indented lines of
+its how-to-get-FER2013 hint below that line.
 """
 
 from __future__ import annotations
@@ -112,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         known = ("CommandUnavailable", "FERDataError", "CheckpointError", "FloatingPointError", "ValueError",
                  "FileNotFoundError", "KeyError")
         prefix = "" if type(e).__name__ in known else f"{type(e).__name__}: "
-        print(f"error: {prefix}{_one_line(e)}", file=sys.stderr)
+        if type(e).__name__ == "FERDataError" and "\n" in str(e).strip():
+            # one line that says what is wrong, then the how-to-get-FER2013 hint as it was written, line by line
+            first, _, hint = str(e).strip().partition("\n")
+            print(f"error: {' '.join(first.split())}", file=sys.stderr)
+            print("\n".join("  " + line for line in hint.splitlines()), file=sys.stderr)
+        else:
+            print(f"error: {prefix}{_one_line(e)}", file=sys.stderr)
         return 1
 
 

@@ -41,7 +41,14 @@ def test_errors_are_one_line(capsys, tmp_path):
     assert_one_error_line(err, "unknown preset 'fast'", "cpu", "demo", "gpu")
     code, _, err = run_cli(capsys, "train", "--preset", "demo", "--data-root", str(tmp_path / "missing"))
     assert code != 0
-    assert_one_error_line(err, "missing")
+    # a data error: one error line naming what was not found, then the hint as indented lines, each a command or
+    # a sentence on its own (not one ~1,100-character line merging two commands), and no synthetic-fallback
+    # promise: an explicit --data-root never falls back
+    first, *hint = err.strip().splitlines()
+    assert first.startswith("error: FER2013 root ") and "missing does not exist" in first and len(first) < 300
+    assert hint and all(line.startswith("  ") and len(line) < 120 for line in hint), err
+    assert any(line.strip() == "pip install kagglehub" for line in hint)  # the two commands on their own lines
+    assert "data/README.md" in err and "synthetic" not in err.lower()
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
     code, _, err = run_cli(capsys, "evaluate", "--checkpoint", str(junk), "--data", "synthetic")

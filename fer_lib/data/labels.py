@@ -53,7 +53,7 @@ Then point fer_lib at it, in this order of precedence:
   1. the environment variable FER2013_DIR=/path/to/fer2013 (the folder, or the CSV file itself),
   2. ../shared/fer2013 beside the repository,
   3. data/fer2013/ (or data/fer2013.csv) inside the repository.
-Without it, fer_lib falls back to clearly labelled synthetic cartoon faces (fer_lib.data.load_synthetic)."""
+More: data/README.md."""
 """How to obtain FER2013 and where to put it; reused by error messages, the CLI and the README."""
 
 
