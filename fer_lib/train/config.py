@@ -10,8 +10,8 @@ Presets (:data:`PRESETS`, used by ``python -m fer_lib train --preset NAME``):
 * ``demo``: 2 epochs on a 3,000 / 1,000 image subset of FER2013 (or synthetic faces when FER2013 is absent);
   meant to finish within 2 minutes on 2 CPU cores. Shows the whole pipeline, not a good model.
 * ``cpu``: the full FER2013 training split on 2 CPU cores in at most 60 minutes: ``baseline_resnet18`` with the
-  stock (stride-4) stem on faces resized to 64 px, bf16 autocast and channels_last (for CPUs with native bf16; else
-  pass ``--amp off``), batch 256, time budget 58 minutes with ``fit_budget`` (the cosine schedule ends with the
+  stock (stride-4) stem on faces resized to 64 px, bf16 autocast and channels_last (on CPUs with native bf16; elsewhere
+  it trains in fp32, with one warning), batch 256, time budget 58 minutes with ``fit_budget`` (the cosine schedule ends with the
   budget, whatever the machine's speed) down to 0.3 x the peak learning rate. The bundled model
   (``fer_lib.pretrained()``) is this recipe with ``--max-minutes 120``. How each choice was measured:
   ``docs/results/training.md``.
@@ -229,7 +229,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         warmup_epochs=0.3,
         ema=True,
         ema_decay=0.99,
-        num_threads=1,  # on a 2-core machine shared with other jobs, 2 threads spin-wait: 6.2 min vs 1.6 min
+        num_threads=1,  # on a 2-core machine shared with other jobs, 2 threads spin-wait (docs/results/training.md)
         overwrite=True,  # a 2-minute pipeline demo: `make demo` again replaces the previous demo run
     ),
     "cpu": dict(
@@ -248,7 +248,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         ema_decay=0.999,
         max_minutes=58.0,
         fit_budget=True,
-        amp="bf16",  # needs native bf16 (AVX512-BF16 or AMX) to be faster than fp32; else pass --amp off
+        amp="bf16",  # fast only with native bf16 (AVX512-BF16 or AMX); elsewhere training falls back to fp32, warned
         channels_last=True,
     ),
     "ablation": dict(
