@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -131,9 +132,8 @@ def summarize_run(name: str, run_dir: Path) -> dict:
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else float("nan")
-    return mean, sd
+    """Mean and sample standard deviation (``nan`` for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else float("nan")
 
 
 def paired_summary(rows: list[dict], reference: str = "baseline") -> list[dict]:
@@ -251,9 +251,7 @@ def run(args: argparse.Namespace) -> int:
         for group in plan_jobs(names, seeds):
             failed += _run_group(group, args, len(group) if args.paired else args.parallel)
 
-    # the table covers every finished run in --out, so runs made by separate invocations share one table
-    runs = [run_name(n, s) for n in ALL for s in ([None] if seeds is None else sorted(set(seeds) | _seeds_in(args.out, n)))]
-    rows = [summarize_run(r, args.out / r) for r in runs if (args.out / r / "history.json").is_file()]
+    rows = [summarize_run(r, args.out / r) for r in finished_runs(args.out, paired=bool(args.paired))]
     if argv is None:  # run through `python -m fer_lib ablation ...`: the flags after the subcommand
         argv = sys.argv[sys.argv.index("ablation") + 1:] if "ablation" in sys.argv else []
     command = "python -m fer_lib.ablation " + shlex.join(argv)
@@ -274,10 +272,13 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed or not rows else 0
 
 
-def _seeds_in(out: Path, variant: str) -> set[int]:
-    """Seeds of the paired runs of ``variant`` already in ``out`` (so a report covers earlier invocations)."""
-    return {s for p in out.glob(f"{variant}_seed*") if (s := parse_run_name(p.name)[1]) is not None
-            and parse_run_name(p.name)[0] == variant}
+def finished_runs(out: Path, paired: bool) -> list[str]:
+    """Run folders in ``out`` with a ``history.json``: the variants of :data:`ALL` (unpaired) or every
+    ``variant_seedN`` (paired), so that runs made by separate invocations share one table."""
+    if not paired:
+        return [n for n in ALL if (out / n / "history.json").is_file()]
+    return sorted(p.name for p in out.iterdir()
+                  if (p / "history.json").is_file() and parse_run_name(p.name)[1] is not None)
 
 
 def _run_group(group: list[tuple[str, int | None]], args: argparse.Namespace, parallel: int) -> list[str]:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -147,7 +147,7 @@ class _Run:
 
     def planned_epochs(self) -> int:
         """``cfg.epochs``, unless ``fit_budget`` re-planned the run."""
-        return -(-self.schedule.total_steps // self.steps_per_epoch)
+        return math.ceil(self.schedule.total_steps / self.steps_per_epoch)
 
     def checkpoint(self, epoch_done: int, partial: bool) -> dict:
         model_name, model_config = S.model_identity(self.raw)
@@ -211,8 +211,7 @@ def train(
                                        f"used, the next epoch would not fit; stopped after epoch {epoch} of "
                                        f"{run.planned_epochs()}")
                     break
-                row = _train_epoch(run, epoch, stop)
-                _end_epoch(run, epoch, row)
+                row = _end_epoch(run, epoch, _train_epoch(run, epoch, stop))
                 if on_epoch_end is not None:
                     on_epoch_end(epoch, row)
                 if row.get("partial"):
@@ -260,8 +259,8 @@ def _setup(cfg: TrainConfig, data, progress: bool, model: nn.Module | None) -> _
     def batches_for(epoch: int):
         images, labels = dev_images, dev_labels
         if cfg.class_balance == "sampler":
-            idx = S.balanced_indices(train_split.labels, cfg.class_balance_power, S.epoch_seed(cfg.seed, epoch))
-            images, labels = images[idx.to(device)], labels[idx.to(device)]
+            idx = S.balanced_indices(train_split.labels, cfg.class_balance_power, S.epoch_seed(cfg.seed, epoch)).to(device)
+            images, labels = images[idx], labels[idx]
         per_rank = len(images) // info.world_size
         tb = TensorBatches(images, labels, cfg.batch_size, shuffle=True, drop_last=per_rank > cfg.batch_size,
                            seed=cfg.seed, device=device, rank=info.rank, world_size=info.world_size)
@@ -335,9 +334,19 @@ def _start(run: _Run, resume, t_start: float) -> None:
     run.log.start(run.planned_epochs(), run.start_epoch)
 
 
-def _train_epoch(run: _Run, epoch: int, stop: _StopOnSignal) -> dict:
-    """One pass over the training batches (or up to the budget / the plan's end); returns the history row's
-    training part (``train_loss``, ``train_acc``, ``images``, ``train_seconds``, ``partial``)."""
+class _EpochPart(NamedTuple):
+    """What :func:`_train_epoch` measured, for :func:`_end_epoch` to finish the history row with."""
+
+    train_loss: float
+    train_acc: float
+    images: int
+    t0: float  # perf_counter() at the epoch's start
+    train_s: float  # seconds of training (without validation)
+    partial: bool  # the epoch stopped early (budget, or the fitted plan ends inside it)
+
+
+def _train_epoch(run: _Run, epoch: int, stop: _StopOnSignal) -> _EpochPart:
+    """One pass over the training batches (or up to the budget / the plan's end)."""
     from fer_lib.data import mixup_cutmix, normalize
 
     cfg, info, device = run.cfg, run.info, run.device
@@ -391,9 +400,8 @@ def _train_epoch(run: _Run, epoch: int, stop: _StopOnSignal) -> dict:
                 break
     train_s = time.perf_counter() - t0
     D.all_reduce_sum(sums, info)
-    return {"epoch": epoch + 1, "train_loss": sums[0].item() / sums[2].item(),
-            "train_acc": sums[1].item() / sums[2].item(), "images": int(sums[2].item()),
-            "train_seconds": train_s, "t0": t0, "partial": partial}
+    return _EpochPart(sums[0].item() / sums[2].item(), sums[1].item() / sums[2].item(), int(sums[2].item()), t0,
+                      train_s, partial)
 
 
 def _optimizer_step(run: _Run, loss: torch.Tensor) -> None:
@@ -415,22 +423,21 @@ def _optimizer_step(run: _Run, loss: torch.Tensor) -> None:
         run.ema.update(run.raw)
 
 
-def _end_epoch(run: _Run, epoch: int, part: dict) -> None:
+def _end_epoch(run: _Run, epoch: int, part: _EpochPart) -> dict:
     """Validate (EMA weights when on), re-fit the plan to the budget, write ``last.pt`` / ``best.pt`` /
-    ``history.json``; turns ``part`` (from :func:`_train_epoch`) into the finished history row, in place."""
+    ``history.json``; returns the epoch's history row."""
     cfg, info = run.cfg, run.info
-    t0, train_s, partial = part.pop("t0"), part.pop("train_seconds"), part.pop("partial")
+    train_s, partial = part.train_s, part.partial
     D.average_buffers(run.raw, info)
     if run.ema is not None:
         D.average_buffers(run.ema.module, info)
     eval_model = run.ema.module if run.ema is not None else run.raw
     val_loss, val_acc = validate(eval_model, run.val_split.images, run.val_split.labels, cfg, run.device,
                                  run.precision, info)
-    seconds = time.perf_counter() - t0
-    row = part
-    images = row.pop("images")
-    row.update(val_loss=val_loss, val_acc=val_acc, lr=run.optimizer.param_groups[0]["lr"], seconds=seconds,
-               images_per_sec=images / train_s, images=images)
+    seconds = time.perf_counter() - part.t0
+    row = {"epoch": epoch + 1, "train_loss": part.train_loss, "train_acc": part.train_acc, "val_loss": val_loss,
+           "val_acc": val_acc, "lr": run.optimizer.param_groups[0]["lr"], "seconds": seconds,
+           "images_per_sec": part.images / train_s, "images": part.images}
     if partial:
         row["partial"] = True
     run.budget.record_epoch(train_s)
@@ -453,3 +460,4 @@ def _end_epoch(run: _Run, epoch: int, part: dict) -> None:
         _write_json(run.run_dir / "history.json", run.history)
     D.barrier(info)
     run.log.end_epoch(row, run.planned_epochs(), run.best_acc)
+    return row
