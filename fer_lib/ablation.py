@@ -17,11 +17,11 @@ the table gives each variant's mean and spread over seeds and its paired differe
 
 Usage::
 
-    python -m fer_lib.ablation --minutes 15 --parallel 2 --threads 1       # 10 runs on FER2013, ~72 min on 2 cores
-    python -m fer_lib.ablation --paired --seeds 0 1 --only baseline full --base sota_resemote_small_lean \
+    python -m fer_lib ablation --minutes 15 --parallel 2 --threads 1       # 10 runs on FER2013, ~72 min on 2 cores
+    python -m fer_lib ablation --paired --seeds 0 1 --only baseline full --base sota_resemote_small_lean \
         --minutes 58 --threads 1 --preset cpu --input-size 64              # two seeds x two variants, ~2 h
-    python -m fer_lib.ablation --only baseline full no_cbam --minutes 5
-    python -m fer_lib.ablation --data synthetic --minutes 0.3              # a pipeline check, not a result
+    python -m fer_lib ablation --only baseline full no_cbam --minutes 5
+    python -m fer_lib ablation --data synthetic --minutes 0.3              # a pipeline check, not a result
 
 Outputs under ``--out`` (default ``runs/ablation``): one run folder and log per run, ``ablation.json``,
 ``ablation.md`` (the table, with the command that made it) and ``ablation.png`` (accuracy against wall time).
@@ -29,13 +29,13 @@ Outputs under ``--out`` (default ``runs/ablation``): one run folder and log per 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_lib.plots import plot_run_curves
@@ -76,19 +76,45 @@ def parse_run_name(run: str) -> tuple[str, int | None]:
     return run, None
 
 
-def train_command(name: str, args: argparse.Namespace, seed: int | None = None) -> list[str]:
+@dataclass
+class AblationPlan:
+    """What every run of an ablation shares (the driver's defaults rebuild the measured 15-minute table).
+
+    Attributes:
+        minutes: wall-clock budget of each run (``--fit-budget``: the schedule ends with it).
+        threads: torch CPU threads per run.
+        preset: the recipe every variant starts from (the ``ablation`` preset: the measured table's).
+        stem / input_size: stem and input size of every variant (the cpu preset: ``"default"`` at 64 px).
+        data: ``"auto"``, ``"fer2013"`` or ``"synthetic"``.
+        out: parent folder of the run folders and the report.
+        base: registered model of the ``full`` variant and of every ``no_*`` variant.
+        train_args: more ``train`` flags for every run.
+    """
+
+    minutes: float = 15.0
+    threads: int = 2
+    preset: str = "ablation"
+    stem: str = "default"
+    input_size: int = 48
+    data: str = "fer2013"
+    out: Path = Path("runs/ablation")
+    base: str = "sota_resemote_small"
+    train_args: list[str] = field(default_factory=list)
+
+
+def train_command(name: str, plan: AblationPlan, seed: int | None = None) -> list[str]:
     """The ``python -m fer_lib train`` command line of one variant (with ``seed``: the paired run of that seed)."""
     model, options, extra = ALL[name]
-    if model == "sota_resemote_small":  # the full model and its module-removal variants start from --base
-        model = getattr(args, "base", None) or model
-    cmd = [sys.executable, "-m", "fer_lib", "train", "--preset", args.preset, "--model", model,
-           "--max-minutes", str(args.minutes), "--fit-budget", "--threads", str(args.threads),
-           "--out", str(args.out), "--name", run_name(name, seed), "--no-progress", "--data", args.data]
-    for key, value in {"stem": args.stem, "input_size": args.input_size, **options}.items():
+    if model == "sota_resemote_small":  # the full model and its module-removal variants start from plan.base
+        model = plan.base or model
+    cmd = [sys.executable, "-m", "fer_lib", "train", "--preset", plan.preset, "--model", model,
+           "--max-minutes", str(plan.minutes), "--fit-budget", "--threads", str(plan.threads),
+           "--out", str(plan.out), "--name", run_name(name, seed), "--no-progress", "--data", plan.data]
+    for key, value in {"stem": plan.stem, "input_size": plan.input_size, **options}.items():
         cmd += ["--model-option", f"{key}={json.dumps(value)}"]
     if seed is not None:
         cmd += ["--seed", str(seed)]
-    return cmd + extra + list(args.train_args)
+    return cmd + extra + list(plan.train_args)
 
 
 def plan_jobs(names: list[str], seeds: list[int] | None) -> list[list[tuple[str, int | None]]]:
@@ -191,85 +217,22 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The driver's command line (its defaults rebuild the measured table's recipe)."""
-    p = argparse.ArgumentParser(prog="python -m fer_lib.ablation", description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    return p
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``python -m fer_lib ablation`` / ``python -m fer_lib.ablation``."""
-    p.add_argument("--only", nargs="+", choices=list(ALL),
-                   help=f"variants to run (default: all of {list(VARIANTS)}; probes: {list(PROBES)})")
-    p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget of each run")
-    p.add_argument("--parallel", type=int, default=1, help="runs at once (each with --threads threads)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads per run")
-    p.add_argument("--preset", default="ablation",
-                   help="recipe every variant starts from (default: the 'ablation' preset, the measured table's)")
-    p.add_argument("--stem", default="default", help="stem of every variant (the cpu preset's is 'default')")
-    p.add_argument("--input-size", type=int, default=48,
-                   help="input size of every variant (the measured table: 48; the cpu preset trains at 64)")
-    p.add_argument("--data", default="fer2013", choices=("auto", "fer2013", "synthetic"))
-    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    p.add_argument("--base", default="sota_resemote_small",
-                   help="registered model of the full variant and of every no_* variant (default sota_resemote_small; "
-                   "e.g. sota_resemote_small_lean, the CPU-budget design)")
-    p.add_argument("--paired", action="store_true",
-                   help="for each of --seeds, start every selected variant at once (one process each) for the same "
-                   "minutes; the table gives paired differences to --reference")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="paired mode: seeds (default: 0 1)")
-    p.add_argument("--reference", default="baseline", help="paired mode: the variant differences are taken to")
-    p.add_argument("--report-only", action="store_true", help="only rebuild the table from finished runs")
-    p.add_argument("train_args", nargs=argparse.REMAINDER, help="after --: more flags for every train command")
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.argv = argv if argv is not None else sys.argv[1:]
-    return run(args)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the ablation that ``args`` describes; returns the exit status."""
-    argv = getattr(args, "argv", None)
-    if args.train_args[:1] == ["--"]:
-        args.train_args = args.train_args[1:]
-    if args.seeds is not None and not args.paired:
-        print("error: --seeds needs --paired (unpaired runs take their seed from the variant)", file=sys.stderr)
-        return 2
-    seeds = (args.seeds or [0, 1]) if args.paired else None
-    names = args.only or [n for n in VARIANTS if not (args.paired and n == "full_seed1")]
-    if args.paired and args.reference not in names:
-        print(f"error: --reference {args.reference!r} is not among the variants {names}; add it to --only or pass "
-              "--reference with one of them", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    failed: list[str] = []
-    if not args.report_only:
-        for group in plan_jobs(names, seeds):
-            failed += _run_group(group, args, len(group) if args.paired else args.parallel)
-
-    rows = [summarize_run(r, args.out / r) for r in finished_runs(args.out, paired=bool(args.paired))]
-    if argv is None:  # run through `python -m fer_lib ablation ...`: the flags after the subcommand
-        argv = sys.argv[sys.argv.index("ablation") + 1:] if "ablation" in sys.argv else []
-    command = "python -m fer_lib.ablation " + shlex.join(argv)
-    report = {"command": command, "paired": bool(args.paired), "reference": args.reference, "rows": rows}
-    if args.paired and rows:
-        report["summary"] = paired_summary(rows, args.reference)
-    (args.out / "ablation.json").write_text(json.dumps(report, indent=2))
-    body = paired_table(rows, args.reference) if args.paired else table(rows)
+def write_report(plan: AblationPlan, command: str, paired: bool, reference: str = "baseline") -> tuple[str, list]:
+    """Summarise every finished run in ``plan.out`` into ``ablation.json``, ``ablation.md`` and ``ablation.png``;
+    returns ``(markdown, rows)``."""
+    rows = [summarize_run(r, plan.out / r) for r in finished_runs(plan.out, paired=paired)]
+    report = {"command": command, "paired": paired, "reference": reference, "rows": rows}
+    if paired and rows:
+        report["summary"] = paired_summary(rows, reference)
+    (plan.out / "ablation.json").write_text(json.dumps(report, indent=2))
+    body = paired_table(rows, reference) if paired else table(rows)
     md = f"`{command}`\n\n{body}\n"
     if rows:
-        plot_run_curves(rows, f"PublicTest accuracy vs wall time ({args.minutes:g} min per run)").savefig(
-            args.out / "ablation.png", dpi=110)
+        plot_run_curves(rows, f"PublicTest accuracy vs wall time ({plan.minutes:g} min per run)").savefig(
+            plan.out / "ablation.png", dpi=110)
         md += "\n![PublicTest accuracy against wall time](ablation.png)\n"
-    (args.out / "ablation.md").write_text(md)
-    print(md, flush=True)
-    if failed:
-        print(f"[ablation] failed runs: {', '.join(failed)}; their logs are in {args.out}", file=sys.stderr)
-    return 1 if failed or not rows else 0
+    (plan.out / "ablation.md").write_text(md)
+    return md, rows
 
 
 def finished_runs(out: Path, paired: bool) -> list[str]:
@@ -281,7 +244,7 @@ def finished_runs(out: Path, paired: bool) -> list[str]:
                   if (p / "history.json").is_file() and parse_run_name(p.name)[1] is not None)
 
 
-def _run_group(group: list[tuple[str, int | None]], args: argparse.Namespace, parallel: int) -> list[str]:
+def run_group(group: list[tuple[str, int | None]], plan: AblationPlan, parallel: int) -> list[str]:
     """Run ``group``'s train commands, ``parallel`` at a time; returns the names of the runs that failed."""
     failed: list[str] = []
     queue, running = list(group), {}
@@ -289,8 +252,8 @@ def _run_group(group: list[tuple[str, int | None]], args: argparse.Namespace, pa
         while queue and len(running) < parallel:
             name, seed = queue.pop(0)
             run = run_name(name, seed)
-            cmd = train_command(name, args, seed)
-            log = open(args.out / f"{run}.log", "w")  # noqa: SIM115 (closed when the run ends)
+            cmd = train_command(name, plan, seed)
+            log = open(plan.out / f"{run}.log", "w")  # noqa: SIM115 (closed when the run ends)
             log.write("$ " + shlex.join(cmd) + "\n")
             log.flush()
             print(f"[ablation] start {run}: {shlex.join(cmd[1:])}", flush=True)
@@ -307,5 +270,7 @@ def _run_group(group: list[tuple[str, int | None]], args: argparse.Namespace, pa
     return failed
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m fer_lib ablation ...` is `python -m fer_lib ablation ...`
+    from fer_lib.cli import main
+
+    sys.exit(main(["ablation", *sys.argv[1:]]))

@@ -13,27 +13,28 @@ within each round (the steadiest training-cost ratio on a machine whose speed dr
 
 Usage::
 
-    python -m fer_lib.bench                          # small, medium, large vs their baselines on the CPU
-    python -m fer_lib.bench --variants small --ablate --batch-size 32 --iters 6
-    python -m fer_lib.bench --json results.json      # also write the rows as JSON ("-" for stdout)
-    python -m fer_lib.bench --variants baseline_resnet18 --stem default --batch-size 128 \
+    python -m fer_lib bench                          # small, medium, large vs their baselines on the CPU
+    python -m fer_lib bench --variants small --ablate --batch-size 32 --iters 6
+    python -m fer_lib bench --json results.json      # also write the rows as JSON ("-" for stdout)
+    python -m fer_lib bench --variants baseline_resnet18 --stem default --batch-size 128 \
         --precisions fp32,bf16,bf16-nhwc                # mixed precision / memory format, ratios to fp32
-    python -m fer_lib.bench --data                   # the data-pipeline benchmark (fer_lib.data.bench)
+    python -m fer_lib bench --data                   # the data-pipeline benchmark (fer_lib.data.bench)
+
+``python -m fer_lib bench ...`` still works: it is the same command.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from fer_lib.inference.models import resolve_device  # noqa: F401 - re-exported, bench used to own it
 from fer_lib.models.registry import count_parameters, create_model, model_config
 from fer_lib.models.sota_resemote import ModelOutput, SOTAResEmoteConfig
 
@@ -49,15 +50,6 @@ PRECISIONS = {
     "fp16": (torch.float16, False),
     "fp16-nhwc": (torch.float16, True),
 }
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU raises a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    return torch.device(name)
 
 
 def count_gflops(model: torch.nn.Module, in_chans: int, device: torch.device) -> float:
@@ -147,7 +139,56 @@ def time_models(models: dict, batch_size: int, iters: int, warmup: int, device: 
             for n in models}
 
 
-def bench_group(specs: list[tuple], args, device: torch.device) -> list[dict]:
+@dataclass
+class BenchSettings:
+    """How every model of a benchmark is timed.
+
+    Attributes:
+        batch_size: images per step (>= 2: BatchNorm in training).
+        iters: timed rounds per model; each model's fastest round is reported.
+        warmup: untimed rounds first.
+        input_size / stem / in_chans: model-config overrides for every model (``None``: each model's own).
+    """
+
+    batch_size: int = 32
+    iters: int = 5
+    warmup: int = 2
+    input_size: int | None = None
+    stem: str | None = None
+    in_chans: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2 or self.iters < 1 or self.warmup < 0:
+            raise ValueError("need --batch-size >= 2 (BatchNorm in training), --iters >= 1, --warmup >= 0")
+
+
+def plan_groups(variants: list[str], ablate: bool = False, precisions: tuple[str, ...] = ("fp32",)) -> list[list]:
+    """One group per variant: its baseline (same backbone) first, then the variant, then (``ablate``) the variant
+    with each module off in turn and all off; every spec repeated in each precision.
+
+    Raises:
+        ValueError: an unknown model name or precision.
+    """
+    names = [SHORT.get(v.strip(), v.strip()) for v in variants if v.strip()]
+    for n in names:
+        model_config(n)  # validates the name with a clear message
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise ValueError(f"--precisions: unknown {unknown or list(precisions)}; choose from {', '.join(PRECISIONS)}")
+    groups = []
+    for name in names:
+        base = "baseline_" + model_config(name).backbone
+        specs = [(base, base, {})] + ([] if name == base else [(name, name, {})])
+        if ablate and not name.startswith("baseline_"):
+            specs += [(f"{name} -{s}", name, {s: False}) for s in SOTAResEmoteConfig.SWITCHES]
+            specs.append((f"{name} all off", name, {s: False for s in SOTAResEmoteConfig.SWITCHES}))
+        if list(precisions) != ["fp32"]:
+            specs = [(label if p == "fp32" else f"{label} [{p}]", n, o, p) for p in precisions for label, n, o in specs]
+        groups.append(specs)
+    return groups
+
+
+def bench_group(specs: list[tuple], args: BenchSettings, device: torch.device) -> list[dict]:
     """Benchmark ``(label, registry name, overrides[, precision])`` rows (precision: a :data:`PRECISIONS` name,
     default ``"fp32"``); the first row is the reference for the ratios."""
     common = dict(input_size=args.input_size, stem=args.stem, in_chans=args.in_chans)
@@ -197,91 +238,7 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m fer_lib bench`` / ``python -m fer_lib.bench``."""
-    parser.add_argument("--variants", default="small,medium,large",
-                        help="comma-separated: small, medium, large or full registry names (default: all three)")
-    parser.add_argument("--ablate", action="store_true",
-                        help="also time each SOTA variant with each module switched off in turn")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
-    parser.add_argument("--iters", type=int, default=5, help="timed rounds per model (default 5)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--input-size", type=int, default=None, help="override config input_size for all models")
-    parser.add_argument("--stem", default=None, choices=["default", "no_maxpool"], help="override config stem")
-    parser.add_argument("--in-chans", type=int, default=None, choices=[1, 3], help="input channels (default 1)")
-    parser.add_argument("--precisions", default="fp32",
-                        help=f"comma-separated, each model is timed in each: {', '.join(PRECISIONS)} (autocast "
-                        "dtype, -nhwc: channels_last); ratios are to the baseline in the first (default fp32)")
-    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
-                        help="write the rows as JSON to PATH ('-' or no value: stdout instead of the table)")
-    parser.add_argument("--data", action="store_true",
-                        help="run the data-pipeline benchmark (fer_lib.data.bench.main) instead")
-    parser.add_argument("--data-args", default="", help="arguments passed to fer_lib.data.bench.main, one string")
+if __name__ == "__main__":  # `python -m fer_lib bench ...` is `python -m fer_lib bench ...`
+    from fer_lib.cli import main
 
-
-def run(args: argparse.Namespace) -> int:
-    """Run the benchmark described by ``args``; returns the exit status."""
-    if args.data:
-        try:
-            from fer_lib.data.bench import main as data_main
-        except ImportError as e:
-            print(f"error: the data benchmark is not available ({e}); is fer_lib.data.bench installed?",
-                  file=sys.stderr)
-            return 1
-        return int(data_main(shlex.split(args.data_args)) or 0)
-    if args.batch_size < 2 or args.iters < 1 or args.warmup < 0:
-        print("error: need --batch-size >= 2 (BatchNorm in training), --iters >= 1, --warmup >= 0", file=sys.stderr)
-        return 2
-    try:
-        device = resolve_device(args.device)
-        names = [SHORT.get(v.strip(), v.strip()) for v in args.variants.split(",") if v.strip()]
-        for n in names:
-            model_config(n)  # validates the name with a clear message
-        precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-        unknown = [p for p in precisions if p not in PRECISIONS]
-        if unknown or not precisions:
-            raise ValueError(f"--precisions: unknown {unknown or precisions}; choose from {', '.join(PRECISIONS)}")
-        if device.type != "cuda" and any(p.startswith("fp16") for p in precisions):
-            raise ValueError("--precisions fp16 needs a CUDA device; on a CPU use bf16")
-    except (RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    groups = []
-    for name in names:
-        base = "baseline_" + model_config(name).backbone
-        specs = [(base, base, {})] + ([] if name == base else [(name, name, {})])
-        if args.ablate and not name.startswith("baseline_"):
-            specs += [(f"{name} -{s}", name, {s: False}) for s in SOTAResEmoteConfig.SWITCHES]
-            specs.append((f"{name} all off", name, {s: False for s in SOTAResEmoteConfig.SWITCHES}))
-        if precisions != ["fp32"]:
-            specs = [(label if p == "fp32" else f"{label} [{p}]", n, o, p) for p in precisions for label, n, o in specs]
-        groups.append(bench_group(specs, args, device))
-    rows = [r for g in groups for r in g]
-    if args.json != "-":
-        threads = torch.get_num_threads()
-        print(f"device={device} threads={threads} batch={args.batch_size} iters={args.iters} (fastest round); "
-              "x = ratio to the first row of each group (its baseline)")
-        for g in groups:
-            print(format_rows(g) + "\n")
-    if args.json is not None:
-        text = json.dumps(rows, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fer_lib.bench", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -21,14 +21,12 @@ Then (``upright=True``) each face's remaining tilt is read from its eyes (OpenCV
 and added to its ``angle``, so that the 48x48 crop is upright like FER2013's faces; when the eyes are not found
 clearly the box is kept as detected.
 
-Measured on scikit-image's LFW subset (100 tightly cropped faces, 100 non-faces) by ``python -m fer_lib.detect``:
+Measured on scikit-image's LFW subset (100 tightly cropped faces, 100 non-faces) by ``python -m fer_lib detect``:
 the numbers are in docs/results/explain.md.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -303,18 +301,7 @@ def detection_rate(backend: str = "auto", *, size: int = 200, tilt: float = 0.0,
             "non_faces": 100}
 
 
-def main(argv=None) -> int:
-    """``python -m fer_lib.detect``: the detection-rate table of every available backend, as JSON lines."""
-    parser = argparse.ArgumentParser(prog="python -m fer_lib.detect", description=main.__doc__)
-    parser.add_argument("--tilts", type=float, nargs="+", default=[0.0, 25.0])
-    parser.add_argument("--backends", nargs="+", default=None, choices=BACKENDS, help="default: all available")
-    args = parser.parse_args(argv)
-    for backend in args.backends or available_backends():
-        for tilt in args.tilts:
-            for retries in (False, True):
-                print(json.dumps(detection_rate(backend, tilt=tilt, retries=retries)), flush=True)
-    return 0
+if __name__ == "__main__":  # `python -m fer_lib detect ...` is `python -m fer_lib detect ...`
+    from fer_lib.cli import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["detect", *sys.argv[1:]]))

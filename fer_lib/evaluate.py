@@ -16,7 +16,6 @@ Command line: ``python -m fer_lib evaluate --split PublicTest --tta flip`` evalu
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -160,61 +159,61 @@ def save_figures(report: EvalReport, out_dir: str | Path, prefix: str = "") -> l
     return paths
 
 
-# ---- command line: python -m fer_lib evaluate --------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default=None,
-                        help="a best.pt / last.pt written by `fer_lib train`, or a .safetensors file "
-                             "(default: the bundled FER2013 model, fer_lib.pretrained())")
-    parser.add_argument("--data-root", default=None,
-                        help="FER2013 in any form fer_lib.data reads (CSV, ICML CSV, Kaggle folders); default: search")
-    parser.add_argument("--data", choices=("fer2013", "synthetic"), default="fer2013",
-                        help="'synthetic' evaluates on the synthetic faces (for checkpoints trained on them)")
-    parser.add_argument("--split", default="PublicTest",
-                        help="split name: Training, PublicTest, PrivateTest (aliases: train, val, test, ...)")
-    parser.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
-    parser.add_argument("--out", default=None,
-                        help="folder for report.json and figures (default: beside the checkpoint; "
-                             "runs/eval_<weights>/ for the bundled model)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--no-ema", action="store_true", help="use the raw weights even when the checkpoint has EMA")
+def run_evaluation(checkpoint=None, *, split: str = "PublicTest", tta: str = "none", data_root=None,
+                   data: str = "fer2013", out=None, device="auto", batch_size: int = 256, use_ema: bool = True,
+                   log=print) -> tuple[EvalReport, Path, list[Path]]:
+    """What ``python -m fer_lib evaluate`` does: load a checkpoint (default: the bundled model), the data and
+    the split by name, evaluate, and write ``report.json`` and the figures.
 
+    Args:
+        checkpoint: a ``best.pt`` / ``last.pt`` or ``.safetensors`` file; ``None``: :func:`fer_lib.pretrained`.
+        split: any split name :func:`fer_lib.data.split_by_name` accepts (``PrivateTest`` of a full Kaggle folder).
+        tta: ``"none"``, ``"flip"`` or ``"tencrop"``.
+        data_root: FER2013 in any form :mod:`fer_lib.data` reads; ``None`` searches (``FER2013_DIR``, ...).
+        data: ``"fer2013"`` or ``"synthetic"`` (for checkpoints trained on the synthetic faces).
+        out: folder for the report (default: beside the checkpoint; ``runs/eval_<weights>/`` for bundled weights).
+        device, batch_size, use_ema: where and how to run (``use_ema=False``: the raw weights).
+        log: where the one-line model description goes.
 
-def run(args: argparse.Namespace) -> int:
+    Returns:
+        ``(report, out_dir, figure_paths)``.
+
+    Raises:
+        FERDataError: FER2013 not found, or a malformed file in it.
+        CheckpointError: a checkpoint that is not one of fer_lib's.
+        ValueError: a bad split name or ``batch_size``.
+    """
     from fer_lib.data import FERDataError, load_fer2013, load_synthetic, split_by_name
     from fer_lib.inference import describe_model, load_model, resolve_device
     from fer_lib.paths import find_fer2013
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size {args.batch_size}: must be a positive number of images")
-    device = resolve_device(args.device)
-    model = load_model(args.checkpoint, device=device, use_ema=not args.no_ema)
-    print(f"model: {describe_model(model)}", flush=True)
-    if args.data == "synthetic":
-        root, data = None, load_synthetic()
+    if batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size}: must be a positive number of images")
+    device = resolve_device(device)
+    model = load_model(checkpoint, device=device, use_ema=use_ema)
+    log(f"model: {describe_model(model)}")
+    if data == "synthetic":
+        root, loaded = None, load_synthetic()
     else:
-        root = find_fer2013(args.data_root)
+        root = find_fer2013(data_root)
         if root is None or not root.exists():
             raise FERDataError(f"FER2013 not found at {root or 'the default places'}; pass --data-root PATH "
                                "(or set FER2013_DIR), or --data synthetic")
-        data = load_fer2013(root)
-    split = split_by_name(data, args.split)
-    checkpoint = args.checkpoint or model.checkpoint_path
-    report = evaluate_model(model, split, args.tta, data=data, checkpoint=checkpoint, root=root,
-                            batch_size=args.batch_size, device=device)
+        loaded = load_fer2013(root)
+    chosen = split_by_name(loaded, split)
+    source = checkpoint or model.checkpoint_path
+    report = evaluate_model(model, chosen, tta, data=loaded, checkpoint=source, root=root, batch_size=batch_size,
+                            device=device)
     fp = getattr(model, "data_fingerprint", None)
-    if fp and fp == data.fingerprint and split.name.lower() == "training":
+    if fp and fp == loaded.fingerprint and chosen.name.lower() == "training":
         report.notes.append("this checkpoint was trained on this very split")
     # what the loader noticed (e.g. a Kaggle test/ folder whose PublicTest and PrivateTest files cannot be told apart)
-    report.notes += [f"data: {n}" for n in getattr(data, "notes", [])]
-    if args.out:
-        out = Path(args.out)
-    elif args.checkpoint:
-        out = Path(args.checkpoint).parent / f"eval_{split.name}_{args.tta}"
+    report.notes += [f"data: {n}" for n in getattr(loaded, "notes", [])]
+    if out:
+        out_dir = Path(out)
+    elif checkpoint:
+        out_dir = Path(checkpoint).parent / f"eval_{chosen.name}_{tta}"
     else:  # the bundled weights live inside the installed package: never write there
-        out = Path("runs") / f"eval_{Path(checkpoint).stem}" / f"{split.name}_{args.tta}"
-    report.save(out / "report.json")
-    figs = save_figures(report, out)
-    print(report.summary())
-    print(f"report: {out / 'report.json'}; figures: {', '.join(str(p) for p in figs)}")
-    return 0
+        out_dir = Path("runs") / f"eval_{Path(source).stem}" / f"{chosen.name}_{tta}"
+    report.save(out_dir / "report.json")
+    return report, out_dir, save_figures(report, out_dir)

@@ -9,17 +9,15 @@
 
 Both take the model input ``float32 [B, C, 48, 48]`` made by ``fer_lib.data.preprocess`` and return logits
 ``[B, 7]``; preprocessing (and softmax) stay outside the exported graph, so the deployment code must apply the
-same normalisation. ``python -m fer_lib.export runs/demo/best.pt --out exports/`` prints the report as JSON
+same normalisation. ``python -m fer_lib export runs/demo/best.pt --out exports/`` prints the report as JSON
 (without a checkpoint it exports the bundled model).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import inspect
 import io
-import json
 import sys
 import time
 import warnings
@@ -141,40 +139,7 @@ def export_model(model: nn.Module, out_dir, *, formats=FORMATS, batch_size: int 
     return report
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """CLI options of ``python -m fer_lib.export`` (also usable as a ``fer_lib`` subcommand)."""
-    parser.add_argument("checkpoint", nargs="?", default=None,
-                        help="a best.pt / last.pt written by fer_lib.train, or a .safetensors file "
-                             "(default: the bundled FER2013 model)")
-    parser.add_argument("--out", default="exports", help="output folder (default: exports/)")
-    parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
-    parser.add_argument("--runs", type=int, default=50, help="timed calls per runtime (median reported)")
-    parser.add_argument("--latency-batch", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="torch/ORT CPU threads (default: torch's)")
+if __name__ == "__main__":  # `python -m fer_lib export ...` is `python -m fer_lib export ...`
+    from fer_lib.cli import main
 
-
-def run(args: argparse.Namespace) -> int:
-    """Load the checkpoint, export, print the report as JSON. Returns the exit code."""
-    from fer_lib.inference import CheckpointError, load_model
-
-    try:
-        model = load_model(args.checkpoint)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    report = export_model(model, args.out, formats=tuple(args.formats), runs=args.runs,
-                          latency_batch=args.latency_batch)
-    print(json.dumps(report, indent=2))
-    return 0
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fer_lib.export", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["export", *sys.argv[1:]]))

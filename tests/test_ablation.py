@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 from fer_lib import ablation
 
 
-def _args(**kw) -> argparse.Namespace:
-    base = dict(preset="ablation", minutes=15.0, threads=1, out=Path("runs/ablation"), data="fer2013", stem="default",
-                input_size=48, train_args=[])
-    return argparse.Namespace(**{**base, **kw})
+def _args(**kw) -> ablation.AblationPlan:
+    return ablation.AblationPlan(**{"threads": 1, **kw})
+
+
+def _main(argv: list[str]) -> int:
+    from fer_lib.cli import main
+
+    return main(["ablation", *argv])
 
 
 def test_each_variant_switches_off_exactly_its_module():
@@ -48,7 +50,7 @@ MEASURED_FULL = {
 def _train_config(cmd: list[str]):
     """The TrainConfig that the driver's ``python -m fer_lib train ...`` command line builds (parsed, not run)."""
     from fer_lib.cli import build_parser
-    from fer_lib.train.command import config_from_args
+    from fer_lib.cli.train import config_from_args
 
     assert cmd[1:4] == ["-m", "fer_lib", "train"]
     return config_from_args(build_parser("train").parse_args(cmd[3:]))
@@ -56,7 +58,12 @@ def _train_config(cmd: list[str]):
 
 def test_default_driver_reproduces_the_measured_recipe():
     """Whatever the cpu preset becomes, the driver's defaults rebuild the recipe of the published table."""
-    defaults = ablation.build_parser().parse_args([])
+    from fer_lib.cli import build_parser
+
+    args = build_parser("ablation").parse_args(["ablation"])
+    defaults = ablation.AblationPlan(args.minutes, args.threads, args.preset, args.stem, args.input_size, args.data,
+                                     args.out, args.base)
+    assert defaults == ablation.AblationPlan()  # the command line's defaults are the plan's
     full = _train_config(ablation.train_command("full", defaults))
     assert full.recipe_diff(MEASURED_FULL) == {}
     assert full.max_minutes == 15.0 and full.name == "full"
@@ -76,7 +83,7 @@ def test_table_reports_differences_against_the_full_model():
 
 def test_ablation_runs_and_tables_real_runs(tmp_path, capsys):
     out = tmp_path / "abl"
-    rc = ablation.main(["--data", "synthetic", "--minutes", "0.3", "--only", "baseline", "no_gem", "--parallel", "2",
+    rc = _main(["--data", "synthetic", "--minutes", "0.3", "--only", "baseline", "no_gem", "--parallel", "2",
                         "--threads", "1",
                         "--out", str(out), "--", "--synthetic-train", "256", "--synthetic-val", "64"])
     assert rc == 0, capsys.readouterr()
@@ -90,7 +97,7 @@ def test_ablation_runs_and_tables_real_runs(tmp_path, capsys):
                                                                                           "input_size": 48, "gem": False}
     assert "| no_gem |" in (out / "ablation.md").read_text()
     # a run that fails (an unknown flag) is reported, and the driver exits non-zero
-    assert ablation.main(["--data", "synthetic", "--minutes", "0.1", "--only", "no_aux", "--out", str(out), "--",
+    assert _main(["--data", "synthetic", "--minutes", "0.1", "--only", "no_aux", "--out", str(out), "--",
                           "--no-such-flag"]) == 1
     assert "failed runs: no_aux" in capsys.readouterr().err
 
@@ -120,7 +127,7 @@ def test_paired_summary_takes_differences_seed_by_seed():
 
 def test_paired_run_end_to_end_writes_table_json_and_plot(tmp_path, capsys):
     out = tmp_path / "paired"
-    rc = ablation.main(["--data", "synthetic", "--minutes", "0.25", "--only", "baseline", "no_gem", "--paired",
+    rc = _main(["--data", "synthetic", "--minutes", "0.25", "--only", "baseline", "no_gem", "--paired",
                         "--seeds", "0", "1", "--threads", "1", "--out", str(out), "--",
                         "--synthetic-train", "256", "--synthetic-val", "64"])
     assert rc == 0, capsys.readouterr()
@@ -135,7 +142,7 @@ def test_paired_run_end_to_end_writes_table_json_and_plot(tmp_path, capsys):
     assert (out / "ablation.png").stat().st_size > 5000
     assert "vs baseline, paired" in (out / "ablation.md").read_text()
     # the reference must be one of the variants
-    assert ablation.main(["--paired", "--only", "full", "--out", str(out), "--report-only"]) == 2
+    assert _main(["--paired", "--only", "full", "--out", str(out), "--report-only"]) == 2
     assert "--reference 'baseline'" in capsys.readouterr().err
 
 

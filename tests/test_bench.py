@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from fer_lib import bench
+from fer_lib.cli import main as cli_main
 from fer_lib.models import SOTAResEmoteConfig, count_parameters, create_model
+
+
+def _bench(argv: list[str]) -> int:
+    return cli_main(["bench", *argv])
 
 
 def test_count_gflops_matches_hand_count():
@@ -25,7 +30,7 @@ def test_count_gflops_matches_hand_count():
 
 def test_bench_rows_ratios_and_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = bench.main(["--variants", "small", "--ablate", "--batch-size", "2", "--iters", "1", "--warmup", "0",
+    rc = _bench(["--variants", "small", "--ablate", "--batch-size", "2", "--iters", "1", "--warmup", "0",
                      "--json", str(out)])
     assert rc == 0
     table = capsys.readouterr().out
@@ -46,20 +51,23 @@ def test_bench_rows_ratios_and_json(tmp_path, capsys):
 
 
 def test_bench_bad_variant_and_device(capsys):
-    assert bench.main(["--variants", "tiny"]) == 2
+    assert _bench(["--variants", "tiny"]) == 2
     assert "error: unknown model 'tiny'" in capsys.readouterr().err
     if not torch.cuda.is_available():
-        assert bench.main(["--device", "cuda"]) == 2
-        assert "no CUDA GPU" in capsys.readouterr().err
+        assert _bench(["--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
 
 
-def test_bench_data_delegates(monkeypatch):
+def test_bench_data_delegates(monkeypatch, capsys):
     seen = []
     fake = types.ModuleType("fer_lib.data.bench")
-    fake.main = lambda argv=None: seen.append(argv) or 0
+    fake.run_data_bench = lambda *a: seen.append(a) or [("what", "1 s", "2 img/s")]
+    fake.format_table = lambda rows: f"table of {len(rows)} rows"
     monkeypatch.setitem(sys.modules, "fer_lib.data.bench", fake)
-    assert bench.main(["--data", "--data-args", "--n 10 --quick"]) == 0
-    assert seen == [["--n", "10", "--quick"]]
+    assert _bench(["--data", "--data-args=--iters 3 --batch-size 16"]) == 0
+    assert seen == [(None, 16, 3, "cpu", None)] and "table of 1 rows" in capsys.readouterr().out
+    assert _bench(["--data", "--data-args=--quick"]) == 2  # an unknown option is one error line, not a crash
+    assert "unrecognized arguments: --quick" in capsys.readouterr().err
 
 
 class _Recorder(nn.Module):
@@ -91,7 +99,7 @@ def test_time_models_applies_each_precision():
 
 def test_bench_precisions_rows_and_errors(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = bench.main(["--variants", "baseline_resnet18", "--batch-size", "2", "--iters", "1", "--warmup", "0",
+    rc = _bench(["--variants", "baseline_resnet18", "--batch-size", "2", "--iters", "1", "--warmup", "0",
                      "--precisions", "fp32,bf16-nhwc", "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())
@@ -99,7 +107,7 @@ def test_bench_precisions_rows_and_errors(tmp_path, capsys):
         ("baseline_resnet18", "fp32"), ("baseline_resnet18 [bf16-nhwc]", "bf16-nhwc")]
     assert rows[0]["train_x"] == 1.0 and rows[1]["gflops_x"] == pytest.approx(1.0)
     capsys.readouterr()
-    assert bench.main(["--variants", "small", "--precisions", "fp8"]) == 2
+    assert _bench(["--variants", "small", "--precisions", "fp8"]) == 2
     assert "--precisions: unknown ['fp8']" in capsys.readouterr().err
-    assert bench.main(["--variants", "small", "--precisions", "fp16"]) == 2
+    assert _bench(["--variants", "small", "--precisions", "fp16"]) == 2
     assert "needs a CUDA device" in capsys.readouterr().err

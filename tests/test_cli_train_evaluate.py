@@ -59,7 +59,7 @@ def test_errors_are_one_line(capsys, tmp_path):
     assert_one_error_line(err, "none.pt does not exist")
     code, _, err = run_cli(capsys, "train", "--epochs", "three")
     assert code == 2
-    assert_one_error_line(err, "--epochs", "invalid int value")
+    assert_one_error_line(err, "--epochs", "expected int, got 'three'")
     code, _, err = run_cli(capsys, "train", "--model-option", "cbam")
     assert code != 0
     assert_one_error_line(err, "KEY=VALUE")
@@ -116,7 +116,7 @@ def _cpu_config(*flags: str):
     """The TrainConfig that ``python -m fer_lib train --preset cpu FLAGS`` would build (parsed, not run)."""
     import argparse
 
-    from fer_lib.train.command import add_common_arguments, config_from_args
+    from fer_lib.cli.train import add_common_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_common_arguments(parser, default_preset="cpu")
@@ -133,7 +133,7 @@ def test_switch_flags_override_the_preset_both_ways():
 def test_augment_option_reaches_the_config_and_bad_keys_fail_early():
     cfg = _cpu_config("--augment-option", "erase_p=0", "--augment-option", "scale=[0.8,1.2]")
     assert cfg.augment_overrides == {"erase_p": 0, "scale": [0.8, 1.2]}
-    with pytest.raises(ValueError, match=r"augment_overrides: unknown AugmentConfig keys \['erase'\]"):
+    with pytest.raises(ValueError, match=r"--augment-option \(TrainConfig.augment_overrides\): unknown AugmentConfig keys \['erase'\]"):
         _cpu_config("--augment-option", "erase=0")
     with pytest.raises(ValueError, match="flip_p must be a probability"):
         _cpu_config("--augment-option", "flip_p=2")

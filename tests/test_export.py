@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from fer_lib.cli import main as cli_main
 from fer_lib.data import make_synthetic_faces, preprocess
-from fer_lib.export import add_arguments, export_model, load_torchscript, run
+from fer_lib.export import export_model, load_torchscript
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -66,13 +66,10 @@ def test_cli_prints_only_json(sota, tmp_path, capsys):
     ckpt = tmp_path / "best.pt"
     save_checkpoint({"model_name": sota.model_name, "model_config": sota.config.to_dict(),
                      "model": sota.state_dict()}, ckpt)
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    code = run(parser.parse_args([str(ckpt), "--out", str(tmp_path / "ex"), "--formats", "torchscript",
-                                  "--runs", "2"]))
+    code = cli_main(["export", str(ckpt), "--out", str(tmp_path / "ex"), "--formats", "torchscript", "--runs", "2"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["torchscript"]["max_abs_diff"] < 1e-4 and "onnx" not in report
-    code = run(parser.parse_args([str(tmp_path / "missing.pt")]))
+    code = cli_main(["export", str(tmp_path / "missing.pt")])
     err = capsys.readouterr().err
     assert code == 1 and "missing.pt" in err and "does not exist" in err and "python -m fer_lib train" in err
 

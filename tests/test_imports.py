@@ -10,12 +10,25 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "fer_lib"
 
 
-def _imports(path: Path) -> set[str]:
-    """Every ``fer_lib...`` module a file imports (top level or inside functions), relative imports resolved."""
+def _is_main_guard(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":`` (a module's ``python -m`` entry, which may hand over to the CLI)."""
+    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+            and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__")
+
+
+def _nodes(path: Path):
+    """Every node of a file except those under its ``if __name__ == "__main__":`` block."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree.body = [n for n in tree.body if not _is_main_guard(n)]
+    return ast.walk(tree)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``fer_lib...`` module a file imports (top level or inside functions), relative imports resolved;
+    the ``python -m`` entry block is not an import of the library."""
     package = ".".join(path.relative_to(PKG.parent).with_suffix("").parts[:-1])
     found = set()
-    for node in ast.walk(tree):
+    for node in _nodes(path):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -51,7 +64,7 @@ def test_layers_import_only_torch_and_timm():
 
 RULES = [
     # (files, forbidden module prefixes, why)
-    ("inference", ("fer_lib.train", "fer_lib.cli", "fer_lib.widget", "fer_lib.explain", "fer_lib.demo"),
+    ("inference", ("fer_lib.train", "fer_lib.cli", "fer_lib.widget", "fer_lib.explain"),
      "inference is what evaluation, explanation, photos and export stand on; it never needs the trainer"),
     ("data", ("fer_lib.models", "fer_lib.train", "fer_lib.inference", "fer_lib.cli"), "data imports no model code"),
     ("models", ("fer_lib.train", "fer_lib.cli", "fer_lib.inference", "fer_lib.widget"),
@@ -72,8 +85,29 @@ def test_layering(sub, forbidden, why):
     assert not offenders, f"{why}: {sorted(offenders)}"
 
 
+def _library_files() -> list[Path]:
+    """Every module outside the CLI package (``fer_lib/cli/``) and ``fer_lib/__main__.py``."""
+    return [p for p in PKG.rglob("*.py") if "cli" not in p.relative_to(PKG).parts[:-1] and p.name != "__main__.py"]
+
+
 def test_no_library_module_imports_the_widget_or_the_cli():
-    allowed = {"cli.py", "__main__.py", "demo.py"}  # the CLI itself and the command it runs
-    offenders = {f"{p.relative_to(PKG)} imports {m}" for p in PKG.rglob("*.py") if p.name not in allowed
-                 for m in _imports(p) if m in ("fer_lib.cli", "fer_lib.widget") and p.name != "widget.py"}
+    offenders = {f"{p.relative_to(PKG)} imports {m}" for p in _library_files() if p.name != "widget.py"
+                 for m in _imports(p) if m == "fer_lib.widget" or m == "fer_lib.cli" or m.startswith("fer_lib.cli.")}
     assert not offenders, sorted(offenders)
+
+
+def test_argument_parsing_lives_only_in_the_cli_package():
+    """Library modules take arguments as Python values; ``argparse`` appears only in ``fer_lib/cli/``."""
+    offenders = sorted(str(p.relative_to(PKG)) for p in _library_files()
+                       if any(isinstance(n, ast.Import) and any(a.name == "argparse" for a in n.names)
+                              or isinstance(n, ast.ImportFrom) and n.module == "argparse" for n in _nodes(p)))
+    assert not offenders, offenders
+
+
+def test_nothing_outside_training_imports_the_trainer():
+    """Evaluation, explanation, photos, export, the widget, benchmarks and the ablation report load models through
+    fer_lib.inference; only the trainer's own package and the CLI's train/demo commands import fer_lib.train."""
+    offenders = sorted(f"{p.relative_to(PKG)} imports {m}" for p in _library_files()
+                       if "train" not in p.relative_to(PKG).parts[:-1]
+                       for m in _imports(p) if m == "fer_lib.train" or m.startswith("fer_lib.train."))
+    assert not offenders, offenders

@@ -1,4 +1,4 @@
-"""Benchmark the data layer: ``python -m fer_lib.data.bench [--root PATH] [--batch-size 256] [--device cpu]``.
+"""Benchmark the data layer: ``python -m fer_lib bench --data [--data-args="--root PATH --batch-size 256"]``.
 
 Measures FER2013 load time with an empty cache (cold: decode every image) and with a filled one (warm), the
 throughput of :class:`~fer_lib.data.Augment` (+ :func:`~fer_lib.data.mixup_cutmix`) at the given batch size,
@@ -7,7 +7,6 @@ batching with :class:`~fer_lib.data.TensorBatches`, and synthetic-face generatio
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import tempfile
@@ -33,21 +32,25 @@ def _timed(fn, repeat: int = 1):
     return best, out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fer_lib.data.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default=None, help="FER2013 location (default: FER2013_DIR or ../shared/fer2013)")
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--iters", type=int, default=30, help="augmentation batches timed")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    dev = torch.device(args.device)
-    print(f"# fer_lib.data bench: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+def run_data_bench(root=None, batch_size: int = 256, iters: int = 30, device: str = "cpu",
+                   threads: int | None = None, log=print) -> list[tuple[str, str, str]]:
+    """Time the data layer; returns ``(what, time, throughput)`` rows (see the module docstring).
+
+    Args:
+        root: FER2013 location (default: ``FER2013_DIR`` or ``../shared/fer2013``); without it, synthetic faces.
+        batch_size: images per augmentation / batching step.
+        iters: augmentation batches timed.
+        device: where augmentation runs.
+        threads: ``torch.set_num_threads`` (``None``: torch's choice).
+        log: where the header line goes.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    log(f"# fer_lib.data bench: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {dev}")
     rows = []
-    root = paths.find_fer2013(args.root)
+    root = paths.find_fer2013(root)
     if root is not None and root.exists():
         with tempfile.TemporaryDirectory() as tmp:
             cold, data = _timed(lambda: load_fer2013(root, cache_dir=tmp))
@@ -58,16 +61,16 @@ def main(argv=None) -> int:
                  ("load FER2013 warm (from cache, best of 3)", f"{warm:.3f} s", f"{n / warm:,.0f} img/s")]
         images, labels = data["Training"].images, data["Training"].labels
     else:
-        print("FER2013 not found: timing augmentation on synthetic faces only")
+        log("FER2013 not found: timing augmentation on synthetic faces only")
         images, labels = make_synthetic_faces(4096, seed=0)
 
     t, _ = _timed(lambda: make_synthetic_faces(5000, seed=0))
     rows.append(("make_synthetic_faces(5000)", f"{t:.2f} s", f"{5000 / t:,.0f} img/s"))
 
-    bs = args.batch_size
+    bs = batch_size
     batches = TensorBatches(images, labels, bs, shuffle=True, device=dev)
     it = iter(batches)
-    xb = [to_unit(next(it)[0]) for _ in range(min(args.iters, len(batches) - 1))]
+    xb = [to_unit(next(it)[0]) for _ in range(min(iters, len(batches) - 1))]
     yb = labels[:bs].to(dev)
     aug, g = Augment(AugmentConfig()), torch.Generator().manual_seed(0)
     aug(xb[0], g)  # warm-up
@@ -89,11 +92,18 @@ def main(argv=None) -> int:
     t, _ = _timed(lambda: sum(len(lb) for _, lb in TensorBatches(images, labels, bs, shuffle=True, device=dev)), 3)
     rows.append((f"TensorBatches over {len(labels)} images, batch {bs}", f"{t:.3f} s/epoch (best of 3)", f"{len(labels) / t:,.0f} img/s"))
 
-    print("\n| what | time | throughput |\n| --- | --- | --- |")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} |")
-    return 0
+    return rows
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def format_table(rows: list[tuple[str, str, str]]) -> str:
+    """The rows of :func:`run_data_bench` as a Markdown table."""
+    return "\n".join(["| what | time | throughput |", "| --- | --- | --- |"] + [f"| {a} | {b} | {c} |" for a, b, c in rows])
+
+
+if __name__ == "__main__":  # `python -m fer_lib.data.bench ARGS` is `python -m fer_lib bench --data --data-args ARGS`
+    import shlex
+    import sys
+
+    from fer_lib.cli import main
+
+    sys.exit(main(["bench", "--data", "--data-args=" + shlex.join(sys.argv[1:])]))

@@ -17,7 +17,7 @@ Presets (:data:`PRESETS`, used by ``python -m fer_lib train --preset NAME``):
   ``docs/results/training.md``.
 * ``gpu``: the full recipe for one GPU (Colab T4/A100): medium model, mixed precision, batch 256, mixup/cutmix.
 * ``ablation``: the recipe of the measured 15-minute equal-budget ablation (``sota_resemote_small``, fp32 on a CPU,
-  batch 128, AdamW lr 2e-3, cosine to 0.01 x lr), the starting point of every run of ``python -m fer_lib.ablation``.
+  batch 128, AdamW lr 2e-3, cosine to 0.01 x lr), the starting point of every run of ``python -m fer_lib ablation``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 #: Fields that do not change what is computed; ``resume`` ignores them when it compares recipes.
 RUNTIME_FIELDS = frozenset(
@@ -46,27 +46,35 @@ class TrainConfig:
         data: ``"auto"`` (FER2013 when found, else synthetic faces), ``"fer2013"`` (error when absent) or
             ``"synthetic"``.
         data_root: FER2013 location (any form ``fer_lib.data.load_fer2013`` reads); ``None`` searches.
-        train_split / val_split: split names (aliases accepted by ``fer_lib.data.split_by_name``).
-        subset_train / subset_val: stratified subset sizes (``None``: the whole split).
-        synthetic_train / synthetic_val: sizes of the synthetic splits when synthetic data is used.
+        train_split: the training split's name (aliases accepted by ``fer_lib.data.split_by_name``).
+        val_split: the validation split's name, used for model selection (``PublicTest`` by default).
+        subset_train: stratified subset of the training split, in images (``None``: the whole split).
+        subset_val: stratified subset of the validation split, in images (``None``: the whole split).
+        synthetic_train: synthetic training images, when synthetic data is used.
+        synthetic_val: synthetic validation images, when synthetic data is used.
         epochs: planned epochs; the cosine schedule spans exactly these.
         batch_size: per-process batch size (DDP: per rank).
         eval_batch_size: batch size for validation.
         optimizer: ``"adamw"`` (Loshchilov & Hutter, https://arxiv.org/abs/1711.05101) or ``"sgd"``
             (momentum with Nesterov).
-        lr: peak learning rate (after warmup). weight_decay: decoupled (AdamW) or L2 (SGD) decay; never
-            applied to biases and normalisation weights.
-        momentum: SGD momentum (also AdamW beta1 is left at 0.9).
-        warmup_epochs: linear warmup length (may be fractional); then cosine decay to ``lr * min_lr_ratio``
-            (SGDR, https://arxiv.org/abs/1608.03983), stepped every optimiser step.
-        label_smoothing: Szegedy et al. 2016 (https://arxiv.org/abs/1512.00567).
+        lr: peak learning rate (after warmup).
+        weight_decay: decoupled (AdamW) or L2 (SGD) weight decay; never applied to biases and normalisation
+            weights.
+        momentum: SGD momentum (AdamW's beta1 stays 0.9).
+        warmup_epochs: linear warmup length in epochs (may be fractional); then cosine decay to
+            ``lr * min_lr_ratio`` (SGDR, https://arxiv.org/abs/1608.03983), stepped every optimiser step.
+        min_lr_ratio: where the cosine ends, as a fraction of ``lr`` (0.01: nearly 0; 1: a constant rate).
+        label_smoothing: the label-smoothing epsilon of the cross-entropy (Szegedy et al. 2016,
+            https://arxiv.org/abs/1512.00567); 0: off.
         aux_weight: weight of the mean auxiliary-head loss (``ModelOutput.aux_logits``); 0 switches it off.
         augment: switch batched on-device augmentation (``fer_lib.data.Augment``) on/off.
         augment_overrides: fields of ``fer_lib.data.AugmentConfig`` to change.
-        mixup_alpha / cutmix_alpha / mix_prob: mixup (https://arxiv.org/abs/1710.09412) and CutMix
-            (https://arxiv.org/abs/1905.04899); applied to a batch with probability ``mix_prob``.
-        ema / ema_decay: exponential moving average of the weights (Polyak averaging); validation and the
-            saved "best" use the EMA weights when on.
+        mixup_alpha: mixup's Beta(alpha, alpha) (https://arxiv.org/abs/1710.09412); 0: off.
+        cutmix_alpha: CutMix's Beta(alpha, alpha) (https://arxiv.org/abs/1905.04899); 0: off.
+        mix_prob: probability of mixing a batch (mixup or CutMix, whichever is on; both: half each).
+        ema: keep an exponential moving average of the weights (Polyak averaging); validation and the saved
+            "best" use the EMA weights when on.
+        ema_decay: the EMA's decay per optimiser step.
         grad_clip: max global gradient norm (``None`` or 0: off).
         amp: ``"auto"`` (bf16 on CUDA when supported, else fp16 with a GradScaler; off on CPU), ``"bf16"``,
             ``"fp16"`` or ``"off"``.
@@ -74,7 +82,8 @@ class TrainConfig:
         compile: wrap the model in ``torch.compile``.
         class_balance: ``"none"``, ``"loss"`` (class-weighted cross-entropy) or ``"sampler"`` (each epoch
             resamples the training set with replacement); weights are ``(N / (K * count_k)) ** class_balance_power``.
-        class_balance_power: 1 = full inverse frequency, 0.5 = its square root (milder), 0 = none.
+        class_balance_power: the exponent of the class weights: 1 = full inverse frequency, 0.5 = its square
+            root (milder), 0 = none.
         seed: seeds model initialisation, data order and augmentation; every epoch re-seeds from
             ``(seed, epoch, rank)`` so that resumed runs repeat an uninterrupted run exactly.
         deterministic: ``torch.use_deterministic_algorithms(True)`` and no cuDNN autotuning (slower).
@@ -83,7 +92,7 @@ class TrainConfig:
         fit_budget: with ``max_minutes``: after every epoch, re-plan the run's length from the measured epoch time
             so that the cosine schedule *ends* when the budget does (the last epoch may be partial); the learning
             rate continues smoothly through a re-plan. ``epochs`` then only sets the first epoch's schedule
-            (seamless when ``warmup_epochs >= 1``). Used for equal-time comparisons (``python -m fer_lib.ablation``):
+            (seamless when ``warmup_epochs >= 1``). Used for equal-time comparisons (``python -m fer_lib ablation``):
             a slower model gets fewer steps, not a schedule cut off at a high learning rate. The plan is stored in
             the checkpoint; a resumed run keeps it and gets the budget the earlier processes left.
         out_dir: parent folder of the run folder.
@@ -141,18 +150,22 @@ class TrainConfig:
     resume: str | None = None
     overwrite: bool = False
 
+    #: the values a string field accepts (also the CLI's ``choices``)
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "data": ("auto", "fer2013", "synthetic"),
+        "optimizer": ("adamw", "sgd"),
+        "amp": ("auto", "bf16", "fp16", "off"),
+        "class_balance": ("none", "loss", "sampler"),
+    }
+
     def __post_init__(self) -> None:
+        if self.grad_clip == 0:  # "0: off" from the command line is stored as None, the one spelling of "off"
+            self.grad_clip = None
         self.validate()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what it accepts."""
-        choices = {
-            "data": ("auto", "fer2013", "synthetic"),
-            "optimizer": ("adamw", "sgd"),
-            "amp": ("auto", "bf16", "fp16", "off"),
-            "class_balance": ("none", "loss", "sampler"),
-        }
-        for key, allowed in choices.items():
+        for key, allowed in self.CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"TrainConfig.{key}={getattr(self, key)!r} is not one of {allowed}")
         positive = ("epochs", "batch_size", "eval_batch_size", "lr", "synthetic_train", "synthetic_val")
@@ -254,7 +267,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ablation": dict(
         name="ablation",
         # the recipe of the published 15-minute equal-budget ablation (docs/results/training.md), pinned so that
-        # `python -m fer_lib.ablation` reproduces that table whatever the cpu preset becomes; the driver sets the
+        # `python -m fer_lib ablation` reproduces that table whatever the cpu preset becomes; the driver sets the
         # model, its switches, stem and input size (default 48 px) and the budget of each variant
         model="sota_resemote_small",
         model_overrides={"stem": "default"},

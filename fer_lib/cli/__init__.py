@@ -1,7 +1,8 @@
-"""``python -m fer_lib {train,evaluate,predict,bench,demo,export,ablation}``: the command line.
+"""``python -m fer_lib {train,evaluate,predict,bench,demo,export,ablation,detect}``: the command line.
 
-Each command lives in its own module that exposes ``add_arguments(parser)`` and ``run(args) -> int``; the module
-is imported only when its command is used, so ``python -m fer_lib --help`` starts in a fraction of a second and a
+All argument parsing lives in this package: each command is a module here that exposes
+``add_arguments(parser)`` and ``run(args) -> int`` and calls the library (``fer_lib.train``, ``fer_lib.evaluate``,
+``fer_lib.faces``, ...), which holds no argparse. The module is imported only when its command is used, so ``python -m fer_lib --help`` starts in a fraction of a second and a
 missing module gives one clear error. Every error ends the process with one line ``error: ...`` on stderr and
 a non-zero exit code (set ``FER_DEBUG=1`` to see the traceback instead); a data error adds the indented lines of
 its how-to-get-FER2013 hint below that line.
@@ -14,15 +15,16 @@ import importlib
 import os
 import sys
 
-#: command -> (module, one-line help)
+#: command -> (module, one-line help); every module is in this package and defines add_arguments() and run()
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("fer_lib.train.command", "train a model (presets: demo, cpu, gpu); torchrun for several GPUs"),
-    "evaluate": ("fer_lib.evaluate", "evaluate the bundled model or a checkpoint on any split (metrics, TTA, JSON)"),
-    "predict": ("fer_lib.predict", "predict the emotion of faces in photos (the bundled model by default)"),
-    "bench": ("fer_lib.bench", "benchmark model speed"),
-    "demo": ("fer_lib.demo", "train, evaluate and explain in one go (what `make demo` runs)"),
-    "export": ("fer_lib.export", "export a model to TorchScript and ONNX and time batch-1 latency"),
-    "ablation": ("fer_lib.ablation", "equal-budget ablation: baseline vs full model vs full minus one module"),
+    "train": ("fer_lib.cli.train", "train a model (presets: demo, cpu, gpu); torchrun for several GPUs"),
+    "evaluate": ("fer_lib.cli.evaluate", "evaluate the bundled model or a checkpoint on any split (metrics, TTA, JSON)"),
+    "predict": ("fer_lib.cli.predict", "predict the emotion of faces in photos (the bundled model by default)"),
+    "bench": ("fer_lib.cli.bench", "benchmark model speed against the plain backbone (or the data pipeline)"),
+    "demo": ("fer_lib.cli.demo", "train, evaluate and explain in one go (what `make demo` runs)"),
+    "export": ("fer_lib.cli.export", "export a model to TorchScript and ONNX and time batch-1 latency"),
+    "ablation": ("fer_lib.cli.ablation", "equal-budget ablation: baseline vs full model vs full minus one module"),
+    "detect": ("fer_lib.cli.detect", "face-detection rate of each detector backend on real faces and non-faces"),
 }
 
 EPILOG = """examples:
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        args.argv = argv[argv.index(args.command) + 1:]  # the command's own flags, as typed (for reports)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

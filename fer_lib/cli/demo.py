@@ -19,7 +19,7 @@ import argparse
 import time
 from pathlib import Path
 
-from fer_lib.train.command import add_common_arguments, check_out_dir, config_from_args, summarize
+from fer_lib.cli.train import add_common_arguments, check_out_dir, config_from_args, summarize
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

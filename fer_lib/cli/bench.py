@@ -1,0 +1,97 @@
+"""``python -m fer_lib bench``: model cost against the plain backbone, or (``--data``) the data pipeline.
+
+The measurements are :mod:`fer_lib.bench` (models, interleaved rounds, ratios to the baseline timed in the same
+process) and :mod:`fer_lib.data.bench` (loading, augmentation, batching); see their docstrings for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+from fer_lib.cli import _Parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m fer_lib bench`` (also ``python -m fer_lib bench``)."""
+    parser.add_argument("--variants", default="small,medium,large",
+                        help="comma-separated: small, medium, large or full registry names (default: all three)")
+    parser.add_argument("--ablate", action="store_true",
+                        help="also time each SOTA variant with each module switched off in turn")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
+    parser.add_argument("--iters", type=int, default=5, help="timed rounds per model (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--input-size", type=int, default=None, help="override config input_size for all models")
+    parser.add_argument("--stem", default=None, choices=["default", "no_maxpool"], help="override config stem")
+    parser.add_argument("--in-chans", type=int, default=None, choices=[1, 3], help="input channels (default 1)")
+    parser.add_argument("--precisions", default="fp32",
+                        help="comma-separated, each model is timed in each: fp32, fp32-nhwc, bf16, bf16-nhwc, fp16, "
+                        "fp16-nhwc (autocast dtype, -nhwc: channels_last); ratios are to the baseline in the first "
+                        "(default fp32)")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                        help="write the rows as JSON to PATH ('-' or no value: stdout instead of the table)")
+    parser.add_argument("--data", action="store_true", help="run the data-pipeline benchmark instead")
+    parser.add_argument("--data-args", default="",
+                        help="options of the data benchmark, one string: " + _data_parser().format_usage().strip()
+                        .removeprefix("usage: "))
+
+
+def _data_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="bench --data --data-args", add_help=False)
+    p.add_argument("--root", default=None, help="FER2013 location (default: FER2013_DIR or ../shared/fer2013)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--iters", type=int, default=30, help="augmentation batches timed")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark described by ``args``; returns the exit status (2: bad options)."""
+    if args.data:
+        from fer_lib.data.bench import format_table, run_data_bench
+
+        try:
+            d = _data_parser().parse_args(shlex.split(args.data_args))
+        except SystemExit as e:
+            return int(e.code or 2)
+        rows = run_data_bench(d.root, d.batch_size, d.iters, d.device, d.threads)
+        print("\n" + format_table(rows))
+        return 0
+
+    import torch
+
+    from fer_lib import bench
+
+    try:
+        settings = bench.BenchSettings(args.batch_size, args.iters, args.warmup, args.input_size, args.stem,
+                                       args.in_chans)
+        device = bench.resolve_device(args.device)
+        precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+        groups = bench.plan_groups(args.variants.split(","), args.ablate, precisions)
+        if device.type != "cuda" and any(p.startswith("fp16") for p in precisions):
+            raise ValueError("--precisions fp16 needs a CUDA device; on a CPU use bf16")
+    except (RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = [bench.bench_group(specs, settings, device) for specs in groups]
+    rows = [r for g in results for r in g]
+    if args.json != "-":
+        print(f"device={device} threads={torch.get_num_threads()} batch={args.batch_size} iters={args.iters} "
+              "(fastest round); x = ratio to the first row of each group (its baseline)")
+        for g in results:
+            print(bench.format_rows(g) + "\n")
+    if args.json is not None:
+        text = json.dumps(rows, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
+    return 0
