@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from fer_lib.inference.models import resolve_device  # noqa: F401 - re-exported, bench used to own it
+from fer_lib.inference.models import resolve_device  # noqa: F401 - part of this module's API
 from fer_lib.models.registry import count_parameters, create_model, model_config
 from fer_lib.models.sota_resemote import ModelOutput, SOTAResEmoteConfig
 

@@ -1,7 +1,10 @@
-"""``python -m fer_lib bench``: model cost against the plain backbone, or (``--data``) the data pipeline.
+"""``python -m fer_lib bench``: model cost against the plain backbone, (``--data``) the data pipeline, or
+(``--step-overhead``) the training loop's own cost per step.
 
 The measurements are :mod:`fer_lib.bench` (models, interleaved rounds, ratios to the baseline timed in the same
-process) and :mod:`fer_lib.data.bench` (loading, augmentation, batching); see their docstrings for the method.
+process), :mod:`fer_lib.data.bench` (loading, augmentation, batching) and :mod:`fer_lib.train.overhead` (one
+optimiser step with a model that costs ~nothing; ``--compare`` times older checkouts too, alternated); see their
+docstrings for the method.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                         help="write the rows as JSON to PATH ('-' or no value: stdout instead of the table)")
     parser.add_argument("--data", action="store_true", help="run the data-pipeline benchmark instead")
+    parser.add_argument("--step-overhead", action="store_true",
+                        help="time the training loop's step with a one-layer model instead (fer_lib.train.overhead)")
+    parser.add_argument("--overhead-args", default="",
+                        help="options of the step-overhead benchmark, one string: " + _overhead_parser()
+                        .format_usage().strip().removeprefix("usage: "))
     parser.add_argument("--data-args", default="",
                         help="options of the data benchmark, one string: " + _data_parser().format_usage().strip()
                         .removeprefix("usage: "))
@@ -50,8 +58,62 @@ def _data_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _overhead_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="bench --step-overhead --overhead-args", add_help=False)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=20, help="optimiser steps per epoch")
+    p.add_argument("--epochs", type=int, default=4, help="epochs; the first is a warm-up and is not timed")
+    p.add_argument("--preset", default="gpu", help="the recipe timed (its augmentation, mixing, EMA, ...)")
+    p.add_argument("--no-augment", action="store_true", help="augment=False (the step without augmentation)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--compare", nargs="*", default=[], metavar="CHECKOUT",
+                   help="also time these fer_lib checkouts (e.g. a `git worktree` of an older commit), alternated")
+    p.add_argument("--rounds", type=int, default=2, help="runs per checkout")
+    p.add_argument("--count-ops", action="store_true",
+                   help="also count the tensor ops and host reads each step dispatches (a second, untimed run)")
+    return p
+
+
+def _run_overhead(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fer_lib.train.overhead import compare_checkouts, format_overhead
+
+    try:
+        o = _overhead_parser().parse_args(shlex.split(args.overhead_args))
+    except SystemExit as e:
+        return int(e.code or 2)
+    here = Path(__file__).resolve().parents[2]
+    kwargs = dict(steps=o.steps, batch_size=o.batch_size, epochs=o.epochs, preset=o.preset, device=o.device,
+                  threads=o.threads, overrides={"augment": False} if o.no_augment else None,
+                  **({"count_ops": True} if o.count_ops else {}))
+    try:
+        rows = compare_checkouts([here, *o.compare], rounds=o.rounds, **kwargs)
+    except (FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    labels = {str(here): "this checkout", **{str(c): str(c) for c in o.compare}}
+    for r in rows:
+        r["checkout"] = labels[r["checkout"]]
+    print(f"step overhead: preset {o.preset}, batch {o.batch_size}, {o.steps} steps x {o.epochs - 1} timed epochs, "
+          f"augment {'off' if o.no_augment else 'on'}, device {o.device}, threads {o.threads}, torch "
+          f"{rows[0]['torch']}; overhead = step - model alone; x = ratio to this checkout")
+    print(format_overhead(rows))
+    if args.json is not None:
+        text = json.dumps(rows, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by ``args``; returns the exit status (2: bad options)."""
+    if args.step_overhead:
+        return _run_overhead(args)
     if args.data:
         from fer_lib.data.bench import format_table, run_data_bench
 

@@ -9,9 +9,11 @@ Forms recognised by :func:`load_fer2013` (``FERData.form``):
   The split comes from the file-name prefix ``Training_`` / ``PublicTest_`` / ``PrivateTest_`` (a full Kaggle
   ``test/`` mixes PublicTest and PrivateTest); files without a prefix take their folder's split, and an
   un-prefixed ``test/`` becomes ``"Test"`` (``.notes`` says so). Class folders map to labels **by name**.
+* ``"packed"``: a ``.npz`` written by :func:`fer_lib.data.packed.pack_fer2013` (``scripts/pack_fer2013.py``),
+  read as it is (already decoded, so no decode cache).
 
-``root`` may be the CSV file, the folder holding it or ``train/``/``test/``, or a parent up to two levels above
-(e.g. a folder with ``fer2013/fer2013.csv``). Decoded tensors are cached (see :mod:`fer_lib.data.cache`).
+``root`` may be the CSV or packed file, the folder holding it or ``train/``/``test/``, or a parent up to two levels
+above (e.g. a folder with ``fer2013/fer2013.csv``). Decoded tensors are cached (see :mod:`fer_lib.data.cache`).
 
 Error policy (``on_error``): malformed CSV rows (wrong number of pixels, non-numeric pixels, label outside 0-6,
 unknown Usage) and unreadable images raise :class:`FERDataError` naming the first offenders, or with
@@ -38,6 +40,7 @@ from fer_lib import paths
 from . import cache as _cache
 from .dataset import FERData, FERSplit
 from .labels import FER2013_HELP, NUM_CLASSES, SPLITS, FERDataError, label_from_name
+from .packed import is_packed, load_packed
 
 __all__ = ["load_fer2013", "detect_source", "IMAGE_EXTENSIONS"]
 
@@ -81,6 +84,11 @@ def detect_source(root: str | os.PathLike) -> tuple[str, Path, list[str]]:
         if root.stat().st_size == 0:
             raise FERDataError(f"{root} is empty (0 bytes): the download or copy did not finish; get the file again "
                                "(see data/README.md)")
+        if root.suffix.lower() == ".npz":
+            if not is_packed(root):
+                raise FERDataError(f"{root} is not a packed FER2013 file of fer_lib (pack one with "
+                                   f"scripts/pack_fer2013.py).\n{FER2013_HELP}")
+            return "packed", root, []
         form = _csv_form(root) if root.suffix.lower() == ".csv" else None
         if form is None:
             raise FERDataError(
@@ -88,13 +96,15 @@ def detect_source(root: str | os.PathLike) -> tuple[str, Path, list[str]]:
                 f"fer2013.csv or icml_face_data.csv){'; unzip archives first' if root.suffix == '.zip' else ''}."
                 f"\n{FER2013_HELP}")
         return form, root, []
-    level, seen = [root], []
+    level, seen, rejected = [root], [], []
     for _depth in range(3):  # root, its children, its grandchildren
         for d in level:
             found = [(f, d / n) for n in _CSV_NAMES if (d / n).is_file() and (f := _csv_form(d / n))]
+            rejected += [d / n for n in _CSV_NAMES if (d / n).is_file() and not _csv_form(d / n)]
             found += [(f, p) for p in sorted(d.glob("*.csv")) if p.name not in _CSV_NAMES and (f := _csv_form(p))]
             if _is_folder_layout(d):
                 found.append(("folders", d))
+            found += [("packed", p) for p in sorted(d.glob("*.npz")) if is_packed(p)]
             if found:
                 notes = [f"also found {f} at {p}; used {found[0][1]}" for f, p in found[1:]]
                 return found[0][0], found[0][1], notes
@@ -103,9 +113,13 @@ def detect_source(root: str | os.PathLike) -> tuple[str, Path, list[str]]:
                  if s.is_dir() and not s.name.startswith(".") and s.name.lower() not in _SPLIT_DIRS]
     hint = (f"{root.name}/ looks like a split folder: pass its parent folder instead.\n"
             if root.name.lower() in _SPLIT_DIRS else "")
+    why = "".join(f"; {p} is " + ("empty (0 bytes): the download or copy did not finish" if p.stat().st_size == 0
+                                  else "not a FER2013 CSV (its header lacks 'emotion' and 'pixels' columns)")
+                  for p in rejected[:2])
     raise FERDataError(
         f"no FER2013 data found in {root} (looked for fer2013.csv, icml_face_data.csv or any CSV with emotion and "
-        f"pixels columns, and for train/ or test/ folders holding class folders, up to two levels down).\n"
+        f"pixels columns, train/ or test/ folders holding class folders, and packed .npz files, up to two levels "
+        f"down){why}.\n"
         f"{hint}{FER2013_HELP}")
 
 
@@ -281,8 +295,8 @@ def load_fer2013(root=None, *, cache_dir=None, use_cache: bool = True, on_error:
     """Load FER2013 from a CSV, the ICML CSV, Kaggle folders, or a folder above one of them.
 
     Args:
-        root: path to the data; ``None`` uses :func:`fer_lib.paths.find_fer2013` (``FER2013_DIR``,
-            ``../shared/fer2013``, ``data/fer2013``).
+        root: path to the data (any form above); ``None`` uses :func:`fer_lib.paths.find_fer2013`
+            (``FER2013_DIR``, ``../shared/fer2013``, ``data/fer2013``).
         cache_dir: where decoded tensors are cached (default :func:`fer_lib.paths.cache_dir`). If it cannot be
             written, a warning is given and loading goes on without a cache. Nothing is ever written to ``root``.
         use_cache: False decodes from scratch and neither reads nor writes a cache.
@@ -303,6 +317,10 @@ def load_fer2013(root=None, *, cache_dir=None, use_cache: bool = True, on_error:
             raise FERDataError(FER2013_HELP)
     form, src, notes = detect_source(root)
     src = src.resolve()
+    if form == "packed":
+        data = load_packed(src)
+        data.notes[:0] = notes
+        return data
     if form == "folders":
         entries, list_notes = _list_folders(src)
         notes += list_notes
@@ -325,9 +343,11 @@ def load_fer2013(root=None, *, cache_dir=None, use_cache: bool = True, on_error:
     notes += more_notes
     if bad and on_error == "raise":
         shown = "; ".join(f"{i}: {why}" for i, why in bad[:_SHOW])
+        more = f" (and {len(bad) - _SHOW} more)" if len(bad) > _SHOW else ""
         raise FERDataError(
-            f"{len(bad)} malformed item(s) in {src}: {shown}{' ...' if len(bad) > _SHOW else ''}. Fix or delete them, "
-            "or load with on_error='skip' to skip them (they are then listed in FERData.skipped).")
+            f"{len(bad)} malformed item(s) in {src}: {shown}{more}. Fix or delete them, or skip them with "
+            "--on-error skip (train, evaluate; on_error='skip' in Python): they are then listed with their reason in "
+            "FERData.skipped, the run's skipped.json and the report's 'skipped'.")
     skipped = [f"{i}: {why}" for i, why in bad]
     if skipped:
         warnings.warn(f"skipped {len(skipped)} malformed item(s) in {src}, e.g. {skipped[0]} "
@@ -335,8 +355,12 @@ def load_fer2013(root=None, *, cache_dir=None, use_cache: bool = True, on_error:
     order = [s for s in (*SPLITS, "Test") if s in raw]
     splits = {s: FERSplit(s, torch.from_numpy(np.stack(raw[s][0])), torch.tensor(raw[s][1], dtype=torch.int64),
                           raw[s][2]) for s in order}
+    if not splits and not bad:
+        raise FERDataError(f"{src} holds no data rows, only a header: the download or copy did not finish; get "
+                           "the file again (see data/README.md)")
     if not splits:
-        raise FERDataError(f"{src} holds no usable images (all {len(bad)} items were skipped).")
+        raise FERDataError(f"{src} holds no usable images: all {len(bad)} items are malformed and were skipped, "
+                           f"e.g. {skipped[0]}")
     data = FERData(splits, form=form, synthetic=False, source=str(src), skipped=skipped, notes=notes)
     if use_cache:
         _cache.write_cache(cfile, {

@@ -19,6 +19,12 @@ A checkpoint is a ``dict`` of tensors and plain python types only, so ``torch.lo
     data_fingerprint  FERData.fingerprint of the data it was trained on
     train_config      TrainConfig.to_dict()
 
+A run writes two files (``fer_lib.train.engine``): ``last.pt`` after every epoch, with all of the above (what
+``resume`` needs), and ``best.pt`` when validation accuracy improved, for evaluation and inference only: the same
+dict without ``optimizer``, ``scheduler``, ``scaler`` and ``rng`` (:func:`inference_state`; about half the size
+with EMA, a third without, as AdamW keeps two tensors per weight). ``load_model`` reads either; ``resume``
+needs ``last.pt`` (a ``best.pt`` written before this split holds everything and still resumes).
+
 Atomic write: the state goes to a temporary file in the same folder, is flushed and ``fsync``-ed, and then
 ``os.replace``-d over the target (atomic on POSIX and Windows). A kill at any moment leaves either the old or the
 new complete file, never a half-written one.
@@ -77,6 +83,22 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
         pass
     return path
 
+
+
+#: What only ``resume`` reads; :func:`inference_state` leaves these out of ``best.pt``.
+TRAINING_ONLY_KEYS = ("optimizer", "scheduler", "scaler", "rng")
+
+
+def inference_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` without :data:`TRAINING_ONLY_KEYS`: what ``best.pt`` holds (weights, EMA weights, model identity,
+    recipe, data fingerprint, history up to that epoch). The tensors are shared with ``state``, not copied."""
+    return {k: v for k, v in state.items() if k not in TRAINING_ONLY_KEYS}
+
+
+def is_resumable(state: dict[str, Any]) -> bool:
+    """Whether a loaded checkpoint holds what ``resume`` needs (a ``last.pt``, or a ``best.pt`` written before
+    ``best.pt`` left the training state out)."""
+    return all(k in state for k in ("optimizer", "scheduler", "rng"))
 
 
 def capture_rng_state() -> dict[str, Any]:

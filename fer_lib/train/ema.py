@@ -13,6 +13,7 @@ by the random initialisation (TensorFlow's ``ExponentialMovingAverage(num_update
 from __future__ import annotations
 
 import copy
+import weakref
 
 import torch
 from torch import nn
@@ -41,6 +42,7 @@ class ModelEMA:
         self.decay = float(decay)
         self.warmup = warmup
         self.updates = 0
+        self._cache: tuple | None = None  # (weak reference to the source model, the lists of _pairs)
 
     def current_decay(self) -> float:
         """The decay the next :meth:`update` will use."""
@@ -48,29 +50,50 @@ class ModelEMA:
             return self.decay
         return min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
 
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Blend ``model``'s current weights into the average (call after each optimiser step).
+    def _pairs(self, model: nn.Module) -> tuple[list, list, list, list, list]:
+        """The tensor lists :meth:`update` works on, built on the first call for ``model`` and then reused.
 
-        One fused ``torch._foreach_lerp_`` over all floating-point parameters and buffers (a handful of kernel
-        launches instead of one per tensor, and no ``state_dict()`` built twice per step); the model and its copy
-        are walked in the same order (``parameters()`` then ``buffers()``), which :meth:`__init__`'s deep copy
-        guarantees.
+        Returns ``(float targets, float sources, int targets, int sources, mismatched)``: the floating-point
+        parameters and buffers of the average and of ``model``, walked in the same order (``parameters()`` then
+        ``buffers()``, which :meth:`__init__`'s deep copy guarantees), the integer buffers likewise, and the
+        indices of float pairs whose dtypes differ (converted at every update). The lists hold the parameter and
+        buffer objects themselves, so ``model.to(...)`` (which swaps their ``.data``) is followed; a module that
+        *replaces* a parameter or buffer object after the first update is not (call :meth:`update` with the
+        model the EMA was made from, as the training loop does).
         """
-        d = self.current_decay()
+        if self._cache is not None and self._cache[0]() is model:
+            return self._cache[1]
         mine = [*self.module.parameters(), *self.module.buffers()]
         theirs = [*model.parameters(), *model.buffers()]
         if len(mine) != len(theirs):
             raise ValueError(f"ModelEMA.update: the model has {len(theirs)} tensors, its average {len(mine)}; "
                              "pass the same (unwrapped) model the EMA was created from")
         floats = [(a, b) for a, b in zip(mine, theirs) if a.dtype.is_floating_point]
-        if floats:
-            targets = [a for a, _ in floats]
-            sources = [b.detach() if b.dtype == a.dtype else b.detach().to(a.dtype) for a, b in floats]
+        ints = [(a, b) for a, b in zip(mine, theirs) if not a.dtype.is_floating_point]
+        lists = ([a for a, _ in floats], [b for _, b in floats], [a for a, _ in ints], [b for _, b in ints],
+                 [i for i, (a, b) in enumerate(floats) if a.dtype != b.dtype])
+        self._cache = (weakref.ref(model), lists)
+        return lists
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Blend ``model``'s current weights into the average (call after each optimiser step).
+
+        One fused ``torch._foreach_lerp_`` over all floating-point parameters and buffers and one
+        ``torch._foreach_copy_`` over the integer buffers (a handful of kernel launches instead of one per
+        tensor), over tensor lists built on the first call for this ``model`` object and reused after
+        (see :meth:`_pairs`); no ``state_dict()`` is built.
+        """
+        d = self.current_decay()
+        targets, sources, int_targets, int_sources, mismatched = self._pairs(model)
+        if mismatched:
+            sources = list(sources)
+            for i in mismatched:
+                sources[i] = sources[i].to(targets[i].dtype)
+        if targets:
             torch._foreach_lerp_(targets, sources, 1.0 - d)
-        for a, b in zip(mine, theirs):
-            if not a.dtype.is_floating_point:
-                a.copy_(b)
+        if int_targets:
+            torch._foreach_copy_(int_targets, int_sources)
         self.updates += 1
 
     def state_dict(self) -> dict:

@@ -4,15 +4,19 @@
 resumed checkpoint) -> per epoch ``_train_epoch`` then ``_end_epoch`` (validation, budget re-plan, checkpoints).
 Everything one process holds lives in a :class:`_Run`; the time budget is :class:`fer_lib.train.budget.TimeBudget`.
 
-Per step (all on the device, no per-image python work)::
+Per step (all on the device, no per-image python work, and nothing that makes the host wait for the device)::
 
     uint8 batch ──/255──> Augment ──> mixup/cutmix (soft targets) ──> normalize ──> model (autocast)
         ──> CE(logits, label smoothing, class weights) + aux_weight * mean CE(aux_logits)
-        ──> finite check ──> backward (GradScaler for fp16) ──> clip ──> step (lr from the schedule) ──> EMA
+        ──> backward (GradScaler for fp16) ──> clip ──> step (lr from the schedule; fused AdamW on CUDA) ──> EMA
 
-Per epoch: validation with the EMA weights (when on), atomic ``last.pt`` and (when validation accuracy improved)
-``best.pt``, ``history.json``. Every epoch re-seeds from ``(seed, epoch, rank)`` and the data order comes from
-``TensorBatches.set_epoch``, so ``resume`` repeats an uninterrupted run exactly.
+Every ``log_every`` steps (else :data:`READ_EVERY`) and at the epoch's end the loop reads the steps' loss and
+accuracy from the device in one transfer: the progress line and the finite-loss check run there.
+
+Per epoch: validation with the EMA weights (when on), atomic ``last.pt`` (the full state, for ``resume``) and
+(when validation accuracy improved) ``best.pt`` (weights and EMA weights only, for evaluation), ``history.json``.
+Every epoch re-seeds from ``(seed, epoch, rank)`` and the data order comes from ``TensorBatches.set_epoch``, so
+``resume`` repeats an uninterrupted run exactly.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from fer_lib.train.budget import TimeBudget
 from fer_lib.train.checkpoint import (
     FORMAT,
     capture_rng_state,
+    inference_state,
+    is_resumable,
     load_checkpoint,
     load_state_into,
     restore_rng_state,
@@ -132,6 +138,7 @@ class _Run:
     class_weight: torch.Tensor | None
     augment: Callable | None
     budget: TimeBudget | None = None
+    params: list[nn.Parameter] = field(default_factory=list)  # raw's parameters, listed once (gradient clipping)
     history: list[dict] = field(default_factory=list)
     best_acc: float = -1.0
     start_epoch: int = 0
@@ -233,15 +240,14 @@ def _setup(cfg: TrainConfig, data, progress: bool, model: nn.Module | None) -> _
     """Device and threads, data (in memory, uint8, on the device), model, optimiser, schedule, precision, EMA."""
     from fer_lib.data import Augment, AugmentConfig, TensorBatches
 
+    # before init_distributed, this process's first CUDA work (CUBLAS_WORKSPACE_CONFIG must precede cuBLAS)
+    S.configure_determinism(cfg.deterministic, D.resolve_device(cfg.device))
     info = D.init_distributed(cfg.device)
     device = info.device
     log = TrainLog(enabled=info.is_main, progress=progress, log_every=cfg.log_every)
     if cfg.num_threads and device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not cfg.deterministic
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     if data is None:
@@ -290,7 +296,8 @@ def _setup(cfg: TrainConfig, data, progress: bool, model: nn.Module | None) -> _
         net = torch.compile(net)
     return _Run(cfg, info, log, data, train_split, val_split, batches_for, steps_per_epoch, raw, net, optimizer,
                 schedule, precision, scaler, ema, weight,
-                Augment(AugmentConfig.from_dict(cfg.augment_overrides)) if cfg.augment else None)
+                Augment(AugmentConfig.from_dict(cfg.augment_overrides)) if cfg.augment else None,
+                params=list(raw.parameters()))
 
 
 def _start(run: _Run, resume, t_start: float) -> None:
@@ -300,6 +307,10 @@ def _start(run: _Run, resume, t_start: float) -> None:
     cfg, run_dir = run.cfg, run.run_dir
     if resume is not None:
         ckpt = load_checkpoint(resume, map_location=run.device)
+        if not is_resumable(ckpt):
+            raise ValueError(f"cannot resume from {resume}: it holds the weights only (best.pt is written for "
+                             "evaluation and inference, without the optimiser, schedule and RNG state); resume "
+                             f"from the run's last.pt ({display_path(Path(resume).with_name('last.pt'))})")
         diff = cfg.recipe_diff(ckpt.get("train_config") or {})
         if diff:
             raise ValueError(f"cannot resume from {resume}: the recipe differs in {diff} (this run, checkpoint); "
@@ -345,8 +356,46 @@ class _EpochPart(NamedTuple):
     partial: bool  # the epoch stopped early (budget, or the fitted plan ends inside it)
 
 
+#: Steps between two reads of the step statistics from the device when ``cfg.log_every`` is 0.
+READ_EVERY = 50
+
+
+class _Pending:
+    """The steps since the last read: their statistics stay on the device until :meth:`read` fetches them in one
+    transfer (one host-device synchronisation per read, none inside a step)."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.lrs: list[float] = []
+        self.sizes: list[int] = []
+        self.stats: list[torch.Tensor] = []  # per step: [loss * batch size, correct] (float32, on the device)
+
+    def add(self, step: int, lr: float, size: int, stats: torch.Tensor) -> None:
+        self.steps.append(step)
+        self.lrs.append(lr)
+        self.sizes.append(size)
+        self.stats.append(stats)
+
+    def read(self) -> list[list[float]]:
+        """``[loss * batch size, correct]`` of every pending step (one transfer), and forget them."""
+        rows = torch.stack(self.stats).tolist()
+        self.stats = []
+        return rows
+
+    def clear(self) -> None:
+        self.steps, self.lrs, self.sizes = [], [], []
+
+
 def _train_epoch(run: _Run, epoch: int, stop: _StopOnSignal) -> _EpochPart:
-    """One pass over the training batches (or up to the budget / the plan's end)."""
+    """One pass over the training batches (or up to the budget / the plan's end).
+
+    Nothing inside a step waits for the device: the loss and accuracy of each step stay on the device and are read
+    every ``cfg.log_every`` steps (:data:`READ_EVERY` when 0) and at the end of the epoch, in one transfer. That
+    read also runs the finite-loss check, so a NaN/inf loss is reported (with the epoch, step and learning rate
+    where it *first* appeared) at most that many steps late; the optimiser steps in between change only the
+    weights in memory, as the error leaves no checkpoint of the epoch. Under DDP the ranks agree on that check
+    at each read, and a time budget is checked at the reads (without DDP: after every step, host-side only).
+    """
     from fer_lib.data import mixup_cutmix, normalize
 
     cfg, info, device = run.cfg, run.info, run.device
@@ -355,9 +404,34 @@ def _train_epoch(run: _Run, epoch: int, stop: _StopOnSignal) -> _EpochPart:
     batches = run.batches_for(epoch)
     n_epochs, steps = run.planned_epochs(), run.steps_per_epoch
     mixing = cfg.mix_prob > 0 and (cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0)
+    read_every = cfg.log_every if cfg.log_every > 0 else READ_EVERY
     run.net.train()
     run.log.start_epoch(epoch, n_epochs, steps)
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    totals = [0.0, 0.0, 0.0]  # loss sum, correct, count: float64 sums of the read statistics, in step order
+    pending = _Pending()
+
+    def read() -> None:
+        rows = pending.read()
+        bad = next((i for i, row in enumerate(rows) if not math.isfinite(row[0])), None)
+        if not D.all_true(bad is None, info, device):
+            if bad is None:
+                raise FloatingPointError(
+                    f"non-finite training loss on another rank by epoch {epoch + 1}, step {pending.steps[-1] + 1}; "
+                    "no checkpoint of this epoch was written. Lower --lr, keep --grad-clip on, or use amp "
+                    "'bf16'/'off'")
+            raise FloatingPointError(
+                f"non-finite training loss ({rows[bad][0] / pending.sizes[bad]}) at epoch {epoch + 1}, step "
+                f"{pending.steps[bad] + 1} (lr {pending.lrs[bad]:.3g}); no checkpoint of this epoch was written. "
+                "Lower --lr, keep --grad-clip on, or use amp 'bf16'/'off'")
+        for (loss_sum, correct), size in zip(rows, pending.sizes):
+            totals[0] += loss_sum
+            totals[1] += correct
+            totals[2] += size
+        n = sum(pending.sizes)
+        run.log.step(epoch, n_epochs, pending.steps[-1], steps, sum(r[0] for r in rows) / n,
+                     sum(r[1] for r in rows) / n, pending.lrs[-1])
+        pending.clear()
+
     partial = False
     for step, (images, labels) in enumerate(batches):
         x01 = images.unsqueeze(1).float().div_(255.0) if images.ndim == 3 else images.float().div_(255.0)
@@ -375,16 +449,13 @@ def _train_epoch(run: _Run, epoch: int, stop: _StopOnSignal) -> _EpochPart:
         with run.precision.autocast():
             output = forward_for_loss(run.net, run.raw, x, cfg)
         loss, logits = training_loss(output, target, cfg, run.class_weight)
-        stats = torch.stack([loss.detach().float() * len(labels), (logits.detach().argmax(1) == labels).sum().float()])
-        loss_sum, correct = stats.tolist()  # one device sync per step
-        if not D.all_true(math.isfinite(loss_sum), info, device):
-            raise FloatingPointError(
-                f"non-finite training loss ({loss_sum / len(labels)}) at epoch {epoch + 1}, step {step + 1} "
-                f"(lr {lr:.3g}); no checkpoint of this epoch was written. Lower --lr, keep --grad-clip on, "
-                "or use amp 'bf16'/'off'")
+        pending.add(step, lr, len(labels), torch.stack(
+            [loss.detach().float() * len(labels), (logits.detach().argmax(1) == labels).sum().float()]))
         _optimizer_step(run, loss)
-        sums += torch.tensor([loss_sum, correct, len(labels)], dtype=torch.float64, device=device)
-        run.log.step(epoch, n_epochs, step, steps, loss_sum / len(labels), correct / len(labels), lr)
+        run.log.advance()
+        at_read = (step + 1) % read_every == 0
+        if at_read:
+            read()
         if stop.signal is not None:
             raise TrainingStopped(
                 f"stopped by signal {signal.Signals(stop.signal).name} during epoch {epoch + 1}, step {step + 1}: "
@@ -393,15 +464,17 @@ def _train_epoch(run: _Run, epoch: int, stop: _StopOnSignal) -> _EpochPart:
             if run.schedule.step_count >= run.schedule.total_steps:
                 partial = True  # the budget-fitted plan ends inside this epoch
                 break
-            if run.budget.limited and not D.all_true(not run.budget.over(), info, device):
+            if run.budget.limited and (at_read or not info.enabled) and not D.all_true(not run.budget.over(),
+                                                                                        info, device):
                 partial = True
                 run.stop_reason = (f"time budget: {cfg.max_minutes} minutes reached during epoch {epoch + 1} "
                                    f"after {step + 1} of {steps} steps; stopped early")
                 break
+    if pending.steps:
+        read()
     train_s = time.perf_counter() - t0
-    D.all_reduce_sum(sums, info)
-    return _EpochPart(sums[0].item() / sums[2].item(), sums[1].item() / sums[2].item(), int(sums[2].item()), t0,
-                      train_s, partial)
+    sums = D.all_reduce_sum(torch.tensor(totals, dtype=torch.float64, device=device), info).tolist()
+    return _EpochPart(sums[0] / sums[2], sums[1] / sums[2], int(sums[2]), t0, train_s, partial)
 
 
 def _optimizer_step(run: _Run, loss: torch.Tensor) -> None:
@@ -413,7 +486,7 @@ def _optimizer_step(run: _Run, loss: torch.Tensor) -> None:
     else:
         loss.backward()
     if run.cfg.grad_clip:
-        nn.utils.clip_grad_norm_(run.raw.parameters(), run.cfg.grad_clip)
+        nn.utils.clip_grad_norm_(run.params, run.cfg.grad_clip)
     if run.scaler is not None:
         run.scaler.step(run.optimizer)
         run.scaler.update()
@@ -452,11 +525,11 @@ def _end_epoch(run: _Run, epoch: int, part: _EpochPart) -> dict:
     run.history.append(row)
     improved = val_acc > run.best_acc
     run.best_acc = max(run.best_acc, val_acc)
-    if info.is_main:
+    if info.is_main:  # last.pt: everything resume needs; best.pt: the same without the training state
         state = run.checkpoint(epoch + 1, partial)
         save_checkpoint(state, run.run_dir / "last.pt")
         if improved:
-            save_checkpoint(state, run.run_dir / "best.pt")
+            save_checkpoint(inference_state(state), run.run_dir / "best.pt")
         _write_json(run.run_dir / "history.json", run.history)
     D.barrier(info)
     run.log.end_epoch(row, run.planned_epochs(), run.best_acc)

@@ -2,7 +2,9 @@
 
 ``tqdm.auto`` shows widget bars in JupyterLab / Colab and text bars in a terminal. CI logs want neither (bars
 redraw with carriage returns), so ``progress=False`` prints one plain line per epoch, plus one every
-``log_every`` steps. Only rank 0 prints under DDP.
+``log_every`` steps. The bars move every step, but their loss/accuracy (and the plain lines) show means over the
+steps since the training loop last read its statistics from the device (every ``log_every`` steps, else every
+50), so that showing progress never makes a GPU step wait. Only rank 0 prints under DDP.
 """
 
 from __future__ import annotations
@@ -47,9 +49,16 @@ class TrainLog:
             self.batch_bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
                                   dynamic_ncols=True, position=1, file=sys.stdout)
 
-    def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float, acc: float, lr: float) -> None:
+    def advance(self) -> None:
+        """One training step done (moves the batch bar; host-side only, reads nothing from the device)."""
         if self.batch_bar is not None:
             self.batch_bar.update(1)
+
+    def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float, acc: float, lr: float) -> None:
+        """Show the statistics read from the device after ``step`` (0-based): ``loss`` and ``acc`` are the means
+        over the steps since the previous read, ``lr`` is the last step's. In plain mode a line is printed when
+        ``step + 1`` is a multiple of ``log_every``."""
+        if self.batch_bar is not None:
             self.batch_bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.3f}", lr=f"{lr:.2e}", refresh=False)
         elif self.enabled and self.log_every and (step + 1) % self.log_every == 0:
             print(f"epoch {epoch + 1}/{epochs} step {step + 1}/{steps} loss {loss:.4f} acc {acc:.3f} lr {lr:.2e}",

@@ -6,6 +6,7 @@ Kept apart from the loop (``engine.py``) so each piece can be read, tested and r
 
 from __future__ import annotations
 
+import os
 import random
 import warnings
 from contextlib import nullcontext
@@ -96,9 +97,17 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return create_model(cfg.model, num_classes=NUM_CLASSES, in_chans=cfg.in_chans, **cfg.model_overrides)
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: TrainConfig, *, fused: bool | None = None) -> torch.optim.Optimizer:
     """AdamW or SGD (Nesterov); no weight decay on biases and normalisation weights (1-d parameters),
-    as in Goyal et al. 2017 (https://arxiv.org/abs/1706.02677)."""
+    as in Goyal et al. 2017 (https://arxiv.org/abs/1706.02677).
+
+    Args:
+        model: its trainable parameters are optimised (move it to its device first).
+        cfg: ``optimizer``, ``lr``, ``weight_decay``, ``momentum``.
+        fused: AdamW's fused kernel (one launch for all parameters; a GradScaler then steps it without reading
+            ``found_inf`` back to the host). ``None``: on when every parameter is on a CUDA device, off elsewhere,
+            so CPU training keeps torch's default (for-loop) AdamW and its exact numbers. SGD ignores it.
+    """
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -108,8 +117,52 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+        if fused is None:
+            params = decay + no_decay
+            fused = bool(params) and all(p.device.type == "cuda" for p in params)
+        extra = {"fused": True} if fused else {}
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), **extra)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+
+
+#: cuBLAS's reproducible workspace setting (https://docs.nvidia.com/cuda/cublas/#results-reproducibility).
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def configure_determinism(deterministic: bool, device: torch.device) -> None:
+    """Set torch's global determinism switches for a run on ``device`` (what ``TrainConfig.deterministic`` means).
+
+    ``deterministic=True``: ``torch.use_deterministic_algorithms(True)`` (strict: an operation without a
+    deterministic implementation raises ``RuntimeError`` naming it, at the first step that uses it, instead of
+    a warning), ``torch.backends.cudnn.deterministic = True``, ``torch.backends.cudnn.benchmark = False`` and,
+    on CUDA, ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` when it is not set (cuBLAS reads it when it first starts in the
+    process, so on CUDA this must run before any CUDA work; a warning says when CUDA was already initialised).
+    ``deterministic=False``: cuDNN autotuning on (``benchmark = True``) on CUDA, torch's defaults otherwise.
+
+    What is reproducible with ``True``: the same code, seed, data, world size, torch/CUDA/cuDNN versions and GPU
+    model give bit-identical runs (on a CPU runs are bit-identical anyway). Not covered: another GPU model or
+    library version (different kernels), ``torch.compile`` (its generated kernels may differ between
+    compilations), and models using operations torch has no deterministic CUDA kernel for: the backward of
+    adaptive average pooling to more than 1x1 and of bilinear ``F.interpolate``, which the multi-stage fusion of
+    ``sota_resemote_*`` uses (``fer_lib/layers/fusion.py``; ``baseline_resnet*`` uses neither), raises
+    ``RuntimeError`` at the first backward on CUDA instead of training irreproducibly; train such a model with
+    ``deterministic=False`` or with the fusion off (``model_overrides={"fusion": False}``). TF32 matmuls stay
+    on: they are deterministic.
+
+    The switches are process-wide and stay set after training.
+    """
+    if deterministic:
+        if device.type == "cuda" and "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
+            if torch.cuda.is_initialized():
+                warnings.warn("deterministic=True: CUDA was initialised before training started, so setting "
+                              f"CUBLAS_WORKSPACE_CONFIG={CUBLAS_WORKSPACE} now may come too late for cuBLAS; set it "
+                              "in the environment before starting Python", stacklevel=2)
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,325 @@
+"""The CUDA path, checked on a CPU: no host-device synchronisation in the step, foreach EMA, fused AdamW where
+available, strict determinism with cuBLAS's workspace setting, lean checkpoints, the packed data file and the
+acceptance script (issue 20). Device capabilities are mocked where a GPU would be needed."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_lib.data import (
+    Augment,
+    AugmentConfig,
+    FERData,
+    FERDataError,
+    FERSplit,
+    load_fer2013,
+    load_synthetic,
+    mixup_cutmix,
+)
+from fer_lib.data import augment as augment_module
+from fer_lib.data.packed import decode_images, encode_images, load_packed, pack_fer2013
+from fer_lib.train import TrainConfig, engine, train
+from fer_lib.train.ema import ModelEMA
+from fer_lib.train.overhead import OneLayer
+from fer_lib.train.setup import build_optimizer, configure_determinism
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------------------------------------- no device reads
+
+
+def test_augment_and_mixing_never_read_values_back_from_the_device():
+    """On the meta device every value is unknown: any ``.item()``, ``.tolist()``, ``.nonzero()`` or data-dependent
+    shape raises. Augmentation and both kinds of mixing run there, so on a GPU they never make the host wait."""
+    x = torch.rand(16, 1, 48, 48, device="meta")
+    y = torch.randint(0, 7, (16,), device="meta")
+    cfg = AugmentConfig(flip_p=0.5, affine_p=0.5, color_p=0.5, erase_p=0.5)
+    assert Augment(cfg)(x).shape == x.shape
+    for mixup, cutmix in ((0.2, 0.0), (0.0, 1.0)):
+        mixed, soft = mixup_cutmix(x, y, 7, mixup, cutmix, prob=1.0)
+        assert mixed.shape == x.shape and soft.shape == (16, 7)
+
+
+def test_elementwise_affine_grid_matches_torch():
+    theta = torch.randn(32, 2, 3, generator=torch.Generator().manual_seed(0))
+    for H, W in ((48, 48), (64, 40)):
+        torch.testing.assert_close(augment_module.affine_grid(theta, H, W),
+                                   F.affine_grid(theta, [32, 1, H, W], align_corners=False), rtol=0, atol=1e-6)
+
+
+def test_warping_every_image_keeps_the_unselected_ones_unchanged():
+    x = torch.rand(64, 1, 48, 48, generator=torch.Generator().manual_seed(1))
+    cfg = AugmentConfig(flip_p=0.0, affine_p=0.5, color_p=0.0, erase_p=0.0)
+    out = Augment(cfg)(x, generator=torch.Generator().manual_seed(2))
+    same = (out == x).flatten(1).all(1)
+    assert 10 < int(same.sum()) < 54  # about half were warped, the others are bit-identical to their input
+
+
+def test_the_step_reads_its_statistics_every_n_steps(tmp_path, monkeypatch):
+    """96 images in batches of 16: 6 steps an epoch. ``log_every=0`` reads once an epoch (at its end), 4 reads after
+    step 4 and at the end: never once per step."""
+    reads = []
+    original = engine._Pending.read
+
+    def counting(self):
+        reads.append(len(self.stats))
+        return original(self)
+
+    monkeypatch.setattr(engine._Pending, "read", counting)
+    data = load_synthetic(n_train=96, n_val=32, seed=0)
+    for log_every, expected in ((0, [6, 6]), (4, [4, 2, 4, 2])):
+        reads.clear()
+        cfg = TrainConfig(name=f"reads{log_every}", out_dir=str(tmp_path), epochs=2, batch_size=16, device="cpu",
+                          log_every=log_every, augment=True, mixup_alpha=0.2, mix_prob=1.0)
+        res = train(cfg, data, progress=False, model=OneLayer())
+        assert reads == expected
+        assert all(np.isfinite(r["train_loss"]) and 0 <= r["train_acc"] <= 1 for r in res.history)
+
+
+# -------------------------------------------------------------------------------------------------------- EMA
+
+
+def _reference_ema(avg: dict, model: nn.Module, d: float) -> None:
+    for k, v in model.state_dict().items():
+        if v.dtype.is_floating_point:
+            avg[k].mul_(d).add_(v.detach(), alpha=1 - d)
+        else:
+            avg[k].copy_(v)
+
+
+def test_foreach_ema_matches_a_python_loop_over_the_state_dict():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+    model(torch.randn(2, 1, 8, 8))
+    ema = ModelEMA(model, decay=0.9, warmup=False)
+    reference = copy.deepcopy(model.state_dict())
+    for _ in range(5):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model.train()(torch.randn(4, 1, 8, 8))  # moves BatchNorm's running stats and its integer counter
+        ema.update(model)
+        _reference_ema(reference, model, 0.9)
+    for k, v in ema.module.state_dict().items():
+        torch.testing.assert_close(v, reference[k], rtol=1e-6, atol=1e-6, msg=k)
+    assert int(ema.module[1].num_batches_tracked) == int(model[1].num_batches_tracked) == 6
+    first = ema._cache[1]
+    ema.update(model)
+    assert ema._cache[1] is first  # the tensor lists are built once per model
+
+
+def test_ema_follows_a_model_moved_after_the_first_update():
+    model = nn.Linear(3, 2)
+    ema = ModelEMA(model, decay=0.5, warmup=False)
+    ema.update(model)
+    model.double()  # .to() swaps the parameters' data; the cached lists hold the parameters themselves
+    ema.module.double()
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    expected = 0.5 * ema.module.weight.detach() + 0.5 * 2.0
+    ema.update(model)
+    assert ema.module.weight.dtype == torch.float64
+    torch.testing.assert_close(ema.module.weight.detach(), expected)
+
+
+# ------------------------------------------------------------------------------------------ optimiser, determinism
+
+
+def test_adamw_is_fused_only_on_cuda_parameters():
+    cfg = TrainConfig(optimizer="adamw")
+    cpu = build_optimizer(nn.Linear(4, 2), cfg)
+    assert not cpu.defaults.get("fused")  # the CPU keeps torch's default AdamW and its exact numbers
+    assert build_optimizer(nn.Linear(4, 2), cfg, fused=True).defaults["fused"] is True
+    fake_cuda = nn.Linear(4, 2)
+    monkey = pytest.MonkeyPatch()
+    try:  # parameters that report a CUDA device turn the fused kernel on by default
+        monkey.setattr(torch.Tensor, "device", property(lambda self: torch.device("cuda", 0)))
+        decided = []
+        monkey.setattr(torch.optim, "AdamW", lambda groups, **kw: decided.append(kw.get("fused")) or "opt")
+        build_optimizer(fake_cuda, cfg)
+    finally:
+        monkey.undo()
+    assert decided == [True]
+
+
+@pytest.fixture()
+def restore_determinism():
+    state = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    yield
+    torch.use_deterministic_algorithms(state[0], warn_only=state[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = state[2], state[3]
+    if state[4] is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = state[4]
+
+
+def test_deterministic_on_cuda_is_strict_and_sets_cublas_workspace(monkeypatch, restore_determinism):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    configure_determinism(True, torch.device("cuda", 0))
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.is_deterministic_algorithms_warn_only_enabled()  # raises instead of warning
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+
+
+def test_deterministic_warns_when_cuda_started_too_early(monkeypatch, restore_determinism):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with pytest.warns(UserWarning, match="CUBLAS_WORKSPACE_CONFIG"):
+        configure_determinism(True, torch.device("cuda", 0))
+
+
+def test_not_deterministic_on_cuda_turns_cudnn_autotuning_on(restore_determinism):
+    torch.backends.cudnn.benchmark = False
+    configure_determinism(False, torch.device("cuda", 0))
+    assert torch.backends.cudnn.benchmark
+
+
+# -------------------------------------------------------------------------------------------------- checkpoints
+
+
+def test_best_pt_holds_the_weights_only_and_resume_points_at_last_pt(tmp_path):
+    data = load_synthetic(n_train=64, n_val=32, seed=0)
+    cfg = TrainConfig(name="lean", out_dir=str(tmp_path), epochs=1, batch_size=32, device="cpu",
+                      model="baseline_resnet18")
+    res = train(cfg, data, progress=False)
+    best = torch.load(res.best_path, weights_only=True)
+    last = torch.load(res.last_path, weights_only=True)
+    assert not {"optimizer", "scheduler", "scaler", "rng"} & set(best)
+    assert {"optimizer", "scheduler", "rng"} <= set(last)
+    torch.testing.assert_close(best["ema"], last["ema"])
+    # AdamW keeps two tensors per weight: best.pt (weights + EMA) is about half of last.pt
+    assert res.best_path.stat().st_size < 0.6 * res.last_path.stat().st_size
+    from fer_lib.inference import load_model
+
+    assert not load_model(res.best_path).training
+    with pytest.raises(ValueError, match="holds the weights only.*last.pt"):
+        train(TrainConfig(**{**cfg.to_dict(), "epochs": 2}), data, progress=False, resume=res.best_path)
+
+
+# ------------------------------------------------------------------------------------------------- packed data
+
+
+def _fake_fer(n_train=70, n_val=21, seed=0) -> FERData:
+    g = torch.Generator().manual_seed(seed)
+
+    def split(name, n):
+        images = torch.randint(0, 256, (n, 48, 48), dtype=torch.uint8, generator=g)
+        images[0] = 0
+        images[1] = 255  # the extremes survive the mod-256 residuals
+        return FERSplit(name, images, torch.arange(n) % 7, [f"{name.lower()}/{i}.png" for i in range(n)])
+
+    return FERData({"Training": split("Training", n_train), "PublicTest": split("PublicTest", n_val)},
+                   form="folders", synthetic=False, source="fake")
+
+
+def test_median_predictor_coding_is_lossless():
+    images = _fake_fer().splits["Training"].images.numpy()
+    smooth = np.cumsum(np.ones((5, 48, 48), dtype=np.uint8), axis=2).astype(np.uint8)  # ramps compress well
+    for arr in (images, smooth):
+        assert np.array_equal(decode_images(encode_images(arr), arr.shape), arr)
+    assert len(encode_images(smooth)) < smooth.nbytes / 20
+
+
+def test_a_packed_file_loads_as_fer2013_pixel_for_pixel(tmp_path):
+    data = _fake_fer()
+    path = pack_fer2013(data, tmp_path / "packed" / "fer.npz")
+    for root in (path, tmp_path / "packed"):  # the file, or the folder holding it
+        back = load_fer2013(root, use_cache=False)
+        assert back.form == "packed" and not back.synthetic
+        for name in ("Training", "PublicTest"):
+            a, b = data.splits[name], back[name]
+            assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and a.ids == b.ids
+
+
+def test_packing_to_a_size_limit_keeps_validation_whole_and_says_so(tmp_path):
+    data = _fake_fer(n_train=700, n_val=50)
+    whole = pack_fer2013(data, tmp_path / "whole.npz").stat().st_size
+    limit = (whole * 0.6) / 2**20
+    path = pack_fer2013(data, tmp_path / "cut.npz", max_mib=limit)
+    assert path.stat().st_size <= limit * 2**20
+    back = load_packed(path)
+    assert len(back["PublicTest"]) == 50 and 300 < len(back["Training"]) < 700
+    assert back["Training"].ids == data.splits["Training"].subset(len(back["Training"])).ids
+    assert any("stratified subset" in n and "of its 700" in n for n in back.notes)
+    with pytest.raises(ValueError, match="alone take"):
+        pack_fer2013(data, tmp_path / "tiny.npz", max_mib=0.001)
+
+
+def test_a_broken_packed_file_names_the_problem(tmp_path):
+    path = pack_fer2013(_fake_fer(), tmp_path / "fer.npz")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(FERDataError, match="pack it again"):
+        load_packed(path)
+
+
+# ---------------------------------------------------------------------------------------- the acceptance script
+
+
+def test_gpu_check_dry_run_writes_one_json_summary(tmp_path, monkeypatch):
+    """The acceptance script's steps on a CPU with tiny synthetic data (compile and DDP are skipped here: DDP is
+    tested in test_ddp.py, and compiling on a CPU takes minutes)."""
+    monkeypatch.setenv("OUT", str(tmp_path / "out"))
+    (tmp_path / "out").mkdir()
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    code = gpu_check.main(["--dry-run", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "runs"),
+                           "--skip", "compile", "ddp", "--minutes", "0.05"])
+    summary = json.loads((tmp_path / "runs" / "summary.json").read_text())
+    assert code == 0 and summary["ok"], summary
+    assert summary == json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert summary["env"]["amp"] == "fp32" and summary["data"]["synthetic"]
+    main = summary["main"]
+    assert main["epochs_run"] >= 1 and 0 <= main["best_val_acc"] <= 1 and main["train_images_per_sec"] > 0
+    assert "compile" not in summary and "ddp" not in summary
+
+
+def test_step_overhead_measures_the_loop_with_a_negligible_model():
+    from fer_lib.train.overhead import step_overhead
+
+    r = step_overhead(steps=6, batch_size=16, epochs=2, count_ops=True)
+    assert r["epochs_timed"] == 1 and r["step_ms"] > 0 and r["model_ms"] > 0
+    assert r["overhead_ms"] == pytest.approx(r["step_ms"] - r["model_ms"])
+    # counted: no host read in the loop's own code or in augmentation (mixup's host-drawn scalars and the CPU
+    # optimiser's step counters are host-side), and the EMA of a ResNet18 in a few multi-tensor ops, not 123
+    assert 50 < r["ops_per_step"] < 1000
+    assert not [s for s in r["reads_by_source"] if s.startswith("fer_lib/train") or s.endswith(":__call__")]
+    assert r["ema_tensors"] == 122 and r["ema_update_ops"] <= 4
+
+
+def test_bench_step_overhead_times_each_checkout_in_its_own_process(tmp_path, capsys):
+    """``bench --step-overhead --overhead-args '--compare DIR'`` times another checkout's fer_lib (here: a copy of
+    this one) alternated with this one, and names a folder without fer_lib/ instead of timing it."""
+    import shutil
+
+    from fer_lib.cli import main
+    from fer_lib.train.overhead import compare_checkouts
+
+    other = tmp_path / "other"
+    shutil.copytree(ROOT / "fer_lib", other / "fer_lib", ignore=shutil.ignore_patterns("weights", "__pycache__"))
+    rows = compare_checkouts([ROOT, other], rounds=1, steps=2, batch_size=8, epochs=2)
+    assert [Path(r["fer_lib"]).parent.parent for r in rows] == [ROOT, other]  # each ran its own package
+    assert all(r["overhead_ms"] == pytest.approx(r["step_ms"] - r["model_ms"]) for r in rows)
+    with pytest.raises(FileNotFoundError, match="holds no fer_lib/ package"):
+        compare_checkouts([tmp_path / "nothing"], steps=2, batch_size=8, epochs=2)
+    code = main(["bench", "--step-overhead", "--overhead-args", "--steps 2 --batch-size 8 --epochs 2 --rounds 1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "| this checkout | 0 |" in out and "**this checkout** median" in out
