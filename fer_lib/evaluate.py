@@ -43,7 +43,9 @@ class EvalReport:
         per_class: ``{class: {precision, recall, f1, support}}``. confusion: counts ``[7][7]`` (true x predicted).
         reliability: :func:`fer_lib.metrics.reliability_bins`. tta: the TTA mode.
         data: ``{"synthetic", "form", "source", "path", "fingerprint"}``. checkpoint: path or ``None``.
-        model_name: the architecture. notes: caveats (e.g. evaluating on the training split).
+        model_name: the architecture. notes: caveats (e.g. evaluating on the training split, or what the data
+        loader noticed). skipped: ``[{"item", "reason"}]`` for every malformed data item left out while loading
+        (``on_error="skip"``; items of any split, as the loader saw them).
         probs / labels: the raw predictions (kept in memory for plots; not written to JSON).
     """
 
@@ -62,6 +64,7 @@ class EvalReport:
     model_name: str
     class_names: list = field(default_factory=lambda: list(EMOTIONS))
     notes: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
     probs: np.ndarray | None = field(default=None, repr=False)
     labels: np.ndarray | None = field(default=None, repr=False)
 
@@ -88,6 +91,10 @@ class EvalReport:
         lines += [f"  {k:9s} P {v['precision']:.3f}  R {v['recall']:.3f}  F1 {v['f1']:.3f}  n {v['support']}"
                   for k, v in self.per_class.items()]
         lines += [f"  note: {n}" for n in self.notes]
+        if self.skipped:
+            first = self.skipped[0]
+            lines.append(f"  skipped: {len(self.skipped)} malformed data item(s) were left out while loading, e.g. "
+                         f"{first['item']}: {first['reason']} (all listed under 'skipped' in the report JSON)")
         return "\n".join(lines)
 
     def plot_confusion(self, ax=None):
@@ -117,7 +124,7 @@ def evaluate_model(model: nn.Module, split, tta: str = "none", *, data=None, che
         model: the classifier (run in eval mode; its own mode is restored afterwards).
         split: the split; its ``name`` goes into the report.
         tta: ``"none" | "flip" | "tencrop"``.
-        data: the ``FERData`` the split came from (names the source in the report).
+        data: the ``FERData`` the split came from (names the source in the report; its skipped items are listed).
         checkpoint: the checkpoint path, for the report.
         root: the data path, for the report.
 
@@ -139,7 +146,8 @@ def evaluate_model(model: nn.Module, split, tta: str = "none", *, data=None, che
         confusion=m["confusion"], reliability=reliability_bins(probs, labels, N_BINS), tta=tta,
         data=data_info(data, root), checkpoint=str(checkpoint) if checkpoint else None,
         model_name=str(getattr(model, "model_name", type(model).__name__)), notes=notes,
-        probs=probs.numpy(), labels=labels.numpy(),
+        skipped=data.skipped_items() if hasattr(data, "skipped_items") else [], probs=probs.numpy(),
+        labels=labels.numpy(),
     )
 
 
@@ -159,9 +167,17 @@ def save_figures(report: EvalReport, out_dir: str | Path, prefix: str = "") -> l
     return paths
 
 
+def file_in_the_way(folder) -> Path | None:
+    """The existing file, if any, that keeps ``folder`` from being created: ``folder`` itself or one of its parents."""
+    for p in (Path(folder), *Path(folder).parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
 def run_evaluation(checkpoint=None, *, split: str = "PublicTest", tta: str = "none", data_root=None,
                    data: str = "fer2013", out=None, device="auto", batch_size: int = 256, use_ema: bool = True,
-                   log=print) -> tuple[EvalReport, Path, list[Path]]:
+                   on_error: str = "raise", log=print) -> tuple[EvalReport, Path, list[Path]]:
     """What ``python -m fer_lib evaluate`` does: load a checkpoint (default: the bundled model), the data and
     the split by name, evaluate, and write ``report.json`` and the figures.
 
@@ -173,6 +189,8 @@ def run_evaluation(checkpoint=None, *, split: str = "PublicTest", tta: str = "no
         data: ``"fer2013"`` or ``"synthetic"`` (for checkpoints trained on the synthetic faces).
         out: folder for the report (default: beside the checkpoint; ``runs/eval_<weights>/`` for bundled weights).
         device, batch_size, use_ema: where and how to run (``use_ema=False``: the raw weights).
+        on_error: ``"raise"`` or ``"skip"`` malformed data items (see :func:`fer_lib.data.load_fer2013`); skipped
+            items are listed in the report's ``skipped``.
         log: where the one-line model description goes.
 
     Returns:
@@ -181,7 +199,8 @@ def run_evaluation(checkpoint=None, *, split: str = "PublicTest", tta: str = "no
     Raises:
         FERDataError: FER2013 not found, or a malformed file in it.
         CheckpointError: a checkpoint that is not one of fer_lib's.
-        ValueError: a bad split name or ``batch_size``.
+        ValueError: a bad ``batch_size`` or ``on_error``, or an ``out`` that is a file (all before any work).
+        KeyError: a split name the data does not have.
     """
     from fer_lib.data import FERDataError, load_fer2013, load_synthetic, split_by_name
     from fer_lib.inference import describe_model, load_model, resolve_device
@@ -189,6 +208,12 @@ def run_evaluation(checkpoint=None, *, split: str = "PublicTest", tta: str = "no
 
     if batch_size < 1:
         raise ValueError(f"--batch-size {batch_size}: must be a positive number of images")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"--on-error {on_error!r}: must be 'raise' or 'skip'")
+    blocked = file_in_the_way(out) if out is not None else None
+    if blocked is not None:
+        raise ValueError(f"--out {out}: {blocked} is a file, not a folder; pass a folder for report.json and the "
+                         "figures")
     device = resolve_device(device)
     model = load_model(checkpoint, device=device, use_ema=use_ema)
     log(f"model: {describe_model(model)}")
@@ -199,7 +224,7 @@ def run_evaluation(checkpoint=None, *, split: str = "PublicTest", tta: str = "no
         if root is None or not root.exists():
             raise FERDataError(f"FER2013 not found at {root or 'the default places'}; pass --data-root PATH "
                                "(or set FER2013_DIR), or --data synthetic")
-        loaded = load_fer2013(root)
+        loaded = load_fer2013(root, on_error=on_error)
     chosen = split_by_name(loaded, split)
     source = checkpoint or model.checkpoint_path
     report = evaluate_model(model, chosen, tta, data=loaded, checkpoint=source, root=root, batch_size=batch_size,

@@ -107,6 +107,8 @@ def load_image(source) -> np.ndarray:
     if isinstance(source, Image.Image):
         return _pil_to_rgb(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageReadError("cannot read image <uploaded bytes>: empty (0 bytes); upload the photo again")
         name, fp = "<uploaded bytes>", io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -114,6 +116,9 @@ def load_image(source) -> np.ndarray:
             raise ImageReadError(f"{path} is a directory, not an image; pass the image files in it (e.g. {path}/*.jpg)")
         if not path.is_file():
             raise FileNotFoundError(f"no such image file: {path}")
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"cannot read image {path}: empty file (0 bytes); the download or copy did not "
+                                 "finish, so copy the photo again")
         name, fp = str(path), path
     else:
         raise TypeError(f"cannot read an image from {type(source).__name__}; pass a path, bytes, "

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from fer_lib.paths import find_fer2013
     from fer_lib.plots import plot_history
     from fer_lib.train.engine import train
-    from fer_lib.train.setup import load_training_data, select_splits
+    from fer_lib.cli.train import load_data, skipped_line, write_skipped
+    from fer_lib.train.setup import select_splits
 
     t0 = time.perf_counter()
     cfg = config_from_args(args)
@@ -80,10 +81,14 @@ def run(args: argparse.Namespace) -> int:
     print("== the trained model that ships with fer_lib, on a real photo:", flush=True)
     bundled = bundled_on_photo(Path(cfg.out_dir) / cfg.name)
     print(bundled, flush=True)
-    data = load_training_data(cfg)
+    data = load_data(cfg)
     kind = "SYNTHETIC faces (NOT FER2013)" if data.synthetic else "FER2013"
     print(f"== fer_lib demo, preset {args.preset!r}: training on {kind}: {data.source}", flush=True)
-    result = train(cfg, data, progress=not args.no_progress)
+    run_dir = Path(cfg.out_dir) / cfg.name
+    if line := skipped_line(data, run_dir):
+        print(line, flush=True)
+    result = train(cfg, data, progress=not args.no_progress,
+                   on_epoch_end=lambda epoch, row: write_skipped(data, run_dir))
     if result.best_path is None:
         raise RuntimeError(f"no epoch finished, nothing to evaluate ({result.stop_reason})")
     run_dir = result.run_dir

@@ -5,17 +5,25 @@ dataclass and its docstring, so a new field is reachable the moment it exists); 
 the preset's value, and ``TrainConfig.validate`` checks every value in one place. Under ``torchrun
 --nproc_per_node N`` every process runs this command; :func:`fer_lib.train.train` detects ``RANK`` /
 ``WORLD_SIZE`` and trains with DistributedDataParallel (rank 0 prints and writes checkpoints).
+
+With ``--on-error skip`` malformed data items (bad CSV rows, unreadable images) are left out: one line says how
+many, and ``skipped.json`` in the run folder lists each ``{"item", "reason"}`` (written with the first epoch's
+checkpoints, so a run refused before any work leaves nothing behind).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import warnings
 from pathlib import Path
 
 from fer_lib.cli.flags import add_config_flags, config_overrides, name_flags, parse_option
 from fer_lib.train.config import PRESETS, RUNTIME_FIELDS, TrainConfig, preset_config
 
-__all__ = ["add_arguments", "add_common_arguments", "config_from_args", "parse_option", "run", "summarize"]
+__all__ = ["add_arguments", "add_common_arguments", "config_from_args", "load_data", "parse_option", "run",
+           "skipped_line", "summarize", "write_skipped"]
 
 _GROUPS = {
     "recipe (default: the preset's value; see fer_lib/train/config.py)": set(),
@@ -72,6 +80,41 @@ def check_out_dir(out_dir) -> None:
         raise ValueError(f"--out {path} is a file, not a folder; pass a folder (runs go to OUT/NAME/)")
 
 
+#: the loader's warning about skipped items; the CLI says the same in its own line (:func:`skipped_line`)
+SKIPPED_WARNING = r".*malformed item\(s\)"
+
+
+def load_data(cfg: TrainConfig):
+    """:func:`fer_lib.train.setup.load_training_data`, without the loader's warning about skipped items (the
+    command prints :func:`skipped_line` instead)."""
+    from fer_lib.train.setup import load_training_data
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=SKIPPED_WARNING)
+        return load_training_data(cfg)
+
+
+def skipped_line(data, run_dir) -> str | None:
+    """The one line that says how many malformed items ``--on-error skip`` left out (``None``: none)."""
+    if not data.skipped:
+        return None
+    return (f"skipped {len(data.skipped)} malformed data item(s) (--on-error skip), e.g. {data.skipped[0]}; "
+            f"all listed in {Path(run_dir) / 'skipped.json'}")
+
+
+def write_skipped(data, run_dir) -> Path | None:
+    """Write ``run_dir/skipped.json`` (``[{"item", "reason"}]``, atomically) when items were skipped; when none
+    were, remove a ``skipped.json`` an earlier run in that folder left (``--overwrite``). Returns the file written."""
+    path = Path(run_dir) / "skipped.json"
+    if not data.skipped:
+        path.unlink(missing_ok=True)
+        return None
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data.skipped_items(), indent=2))
+    os.replace(tmp, path)
+    return path
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m fer_lib train``."""
     add_common_arguments(parser, default_preset="demo")
@@ -83,7 +126,18 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     check_out_dir(cfg.out_dir)
-    result = train(cfg, progress=not args.no_progress)
+    data = load_data(cfg)
+    run_dir = Path(cfg.out_dir) / cfg.name
+    is_main = int(os.environ.get("RANK", "0")) == 0  # the process group starts inside train()
+    line = skipped_line(data, run_dir)
+    if line and is_main:
+        print(line, flush=True)
+
+    def on_epoch_end(epoch: int, row: dict) -> None:  # the run folder now holds this run's checkpoints
+        if is_main:
+            write_skipped(data, run_dir)
+
+    result = train(cfg, data, progress=not args.no_progress, on_epoch_end=on_epoch_end)
     info = D.init_distributed(cfg.device)
     if info.is_main:
         print(summarize(result), flush=True)

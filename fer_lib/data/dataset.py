@@ -140,6 +140,10 @@ class FERData:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
         return f"FERData(form={self.form!r}, synthetic={self.synthetic}, {sizes}, source={self.source!r})"
 
+    def skipped_items(self) -> list[dict[str, str]]:
+        """:attr:`skipped` as JSON-ready records ``[{"item": file or CSV row, "reason": why it was skipped}]``."""
+        return [{"item": item, "reason": reason} for item, _, reason in (s.partition(": ") for s in self.skipped)]
+
     def summary(self) -> str:
         """A human-readable multi-line description: source, form, per-split per-class counts, notes, skips.
 

@@ -37,7 +37,7 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
     """``"auto"``: CUDA (``cuda:local_rank``), then Apple MPS, then CPU; otherwise ``torch.device(device)``.
 
     Raises:
-        ValueError: CUDA asked for but not available (names the fix).
+        ValueError: not a device name, or CUDA (or that CUDA device) asked for but not available (names the fix).
     """
     if str(device) == "auto":
         if torch.cuda.is_available():
@@ -45,9 +45,16 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a device name; use --device auto, cpu, cuda, cuda:N or "
+                         "mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1}); use --device cuda or auto")
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank)
     return dev

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 #: Fields that do not change what is computed; ``resume`` ignores them when it compares recipes.
 RUNTIME_FIELDS = frozenset(
     {"name", "out_dir", "device", "max_minutes", "log_every", "num_threads", "resume", "compile", "data_root",
-     "overwrite"}
+     "overwrite", "on_error"}
 )
 
 
@@ -46,6 +46,11 @@ class TrainConfig:
         data: ``"auto"`` (FER2013 when found, else synthetic faces), ``"fer2013"`` (error when absent) or
             ``"synthetic"``.
         data_root: FER2013 location (any form ``fer_lib.data.load_fer2013`` reads); ``None`` searches.
+        on_error: what a malformed data item (a bad CSV row, an unreadable or empty image) does: ``"raise"`` stops
+            with an error naming the first ones, ``"skip"`` leaves them out. Skipped items are listed with their
+            reason in ``FERData.skipped``; ``python -m fer_lib train`` prints how many and writes the list to
+            ``skipped.json`` in the run folder. A runtime field: resuming compares the data fingerprint, which
+            changes when different items are left out.
         train_split: the training split's name (aliases accepted by ``fer_lib.data.split_by_name``).
         val_split: the validation split's name, used for model selection (``PublicTest`` by default).
         subset_train: stratified subset of the training split, in images (``None``: the whole split).
@@ -109,6 +114,7 @@ class TrainConfig:
     in_chans: int = 1
     data: str = "auto"
     data_root: str | None = None
+    on_error: str = "raise"
     train_split: str = "Training"
     val_split: str = "PublicTest"
     subset_train: int | None = None
@@ -156,6 +162,7 @@ class TrainConfig:
         "optimizer": ("adamw", "sgd"),
         "amp": ("auto", "bf16", "fp16", "off"),
         "class_balance": ("none", "loss", "sampler"),
+        "on_error": ("raise", "skip"),
     }
 
     def __post_init__(self) -> None:

@@ -47,7 +47,7 @@ def load_training_data(cfg: TrainConfig):
     root = find_fer2013(cfg.data_root)
     if cfg.data == "auto" and cfg.data_root is None and (root is None or not root.exists()):
         return fd.load_synthetic(n_train=cfg.synthetic_train, n_val=cfg.synthetic_val, seed=0)
-    return fd.load_fer2013(root)
+    return fd.load_fer2013(root, on_error=cfg.on_error)
 
 
 def select_splits(cfg: TrainConfig, data):
