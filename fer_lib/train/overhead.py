@@ -24,6 +24,7 @@ there, so the reads are also listed by source.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -229,7 +230,7 @@ def step_overhead(steps: int = 20, batch_size: int = 256, *, epochs: int = 3, pr
         on the host unless the optimiser is fused), and :func:`ema_update_cost` of ``baseline_resnet18`` (the
         one-layer model has too few tensors to show the EMA's cost).
     """
-    from fer_lib.train import preset_config, train
+    from fer_lib.train import TrainConfig, preset_config, train
 
     if epochs < 2:
         raise ValueError(f"step_overhead needs epochs >= 2 (the first is a warm-up), got {epochs}")
@@ -244,11 +245,13 @@ def step_overhead(steps: int = 20, batch_size: int = 256, *, epochs: int = 3, pr
 
         def run(n_epochs: int, model: nn.Module):
             with tempfile.TemporaryDirectory(prefix="fer_overhead_") as out:
-                cfg = preset_config(preset, **{
+                fixed = {
                     "name": "overhead", "out_dir": out, "epochs": n_epochs, "batch_size": batch_size,
                     "device": device, "num_threads": threads, "max_minutes": None, "fit_budget": False,
                     "compile": False, "log_every": 0, "subset_train": None, "subset_val": None, "in_chans": 1,
-                    "model_overrides": {}, "overwrite": True, "seed": seed, "eval_batch_size": 64, **overrides})
+                    "model_overrides": {}, "overwrite": True, "seed": seed, "eval_batch_size": 64}
+                known = {f.name for f in dataclasses.fields(TrainConfig)}  # an older fer_lib may lack a few
+                cfg = preset_config(preset, **{k: v for k, v in fixed.items() if k in known}, **overrides)
                 torch.manual_seed(seed)
                 return cfg, train(cfg, data, progress=False, model=model)
 
