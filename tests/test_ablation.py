@@ -83,7 +83,7 @@ def test_table_reports_differences_against_the_full_model():
 
 def test_ablation_runs_and_tables_real_runs(tmp_path, capsys):
     out = tmp_path / "abl"
-    rc = _main(["--data", "synthetic", "--minutes", "0.3", "--only", "baseline", "no_gem", "--parallel", "2",
+    rc = _main(["--data", "synthetic", "--minutes", "0.2", "--only", "baseline", "no_gem", "--parallel", "2",
                         "--threads", "1",
                         "--out", str(out), "--", "--synthetic-train", "256", "--synthetic-val", "64"])
     assert rc == 0, capsys.readouterr()
@@ -91,8 +91,8 @@ def test_ablation_runs_and_tables_real_runs(tmp_path, capsys):
     assert [r["variant"] for r in report["rows"]] == ["baseline", "no_gem"]
     for r in report["rows"]:
         config = json.loads((out / r["variant"] / "config.json").read_text())
-        assert config["fit_budget"] and config["max_minutes"] == 0.3 and config["data"] == "synthetic"
-        assert r["minutes"] <= 0.3 and r["images_seen"] >= 128 and 0.0 <= r["best_val_acc"] <= 1.0  # >= 1 batch
+        assert config["fit_budget"] and config["max_minutes"] == 0.2 and config["data"] == "synthetic"
+        assert r["minutes"] <= 0.2 and r["images_seen"] >= 128 and 0.0 <= r["best_val_acc"] <= 1.0  # >= 1 batch
     assert json.loads((out / "no_gem" / "config.json").read_text())["model_overrides"] == {"stem": "default",
                                                                                           "input_size": 48, "gem": False}
     assert "| no_gem |" in (out / "ablation.md").read_text()
@@ -127,7 +127,7 @@ def test_paired_summary_takes_differences_seed_by_seed():
 
 def test_paired_run_end_to_end_writes_table_json_and_plot(tmp_path, capsys):
     out = tmp_path / "paired"
-    rc = _main(["--data", "synthetic", "--minutes", "0.25", "--only", "baseline", "no_gem", "--paired",
+    rc = _main(["--data", "synthetic", "--minutes", "0.15", "--only", "baseline", "no_gem", "--paired",
                         "--seeds", "0", "1", "--threads", "1", "--out", str(out), "--",
                         "--synthetic-train", "256", "--synthetic-val", "64"])
     assert rc == 0, capsys.readouterr()

@@ -118,6 +118,26 @@ def test_modes_grads_and_hooks_are_restored(sota, faces):
     p.grad = None
 
 
+def test_with_block_hooks_the_layer_once_and_removes_the_hooks_at_its_end(sota, faces):
+    sota.train()
+    modes = {n: m.training for n, m in sota.named_modules()}
+    layer = gradcam_target_layer(sota)
+    with FERCam(sota, method="gradcam") as cam:
+        first = cam(faces[:2])
+        hooks = dict(layer._forward_hooks)
+        assert hooks  # held for the block
+        second = cam(faces[:2])
+        assert dict(layer._forward_hooks) == hooks  # the same hooks serve every call in the block
+        assert np.allclose(first, second, atol=1e-5)
+        assert {n: m.training for n, m in sota.named_modules()} == modes
+    assert all(not m._forward_hooks for m in sota.modules())
+    assert np.allclose(FERCam(sota, method="gradcam")(faces[:2]), first, atol=1e-5)  # same maps outside a block
+    with pytest.raises(RuntimeError, match="inside"), FERCam(sota, method="gradcam"):
+        raise RuntimeError("an error inside the block is not swallowed")
+    assert all(not m._forward_hooks for m in sota.modules())
+    sota.eval()
+
+
 @pytest.mark.parametrize("bad, error", [(7, ValueError), (-1, ValueError), ([0, 1], ValueError),
                                         ([0, 1, 2, 3, 4, 99], ValueError), (True, TypeError), (2.0, TypeError)])
 def test_bad_targets_raise_before_the_package(monkeypatch, baseline, faces, bad, error):

@@ -306,8 +306,9 @@ def test_step_overhead_measures_the_loop_with_a_negligible_model():
 
 
 def test_bench_step_overhead_times_each_checkout_in_its_own_process(tmp_path, capsys):
-    """``bench --step-overhead --overhead-args '--compare DIR'`` times another checkout's fer_lib (here: a copy of
-    this one) alternated with this one, and names a folder without fer_lib/ instead of timing it."""
+    """``compare_checkouts`` (``bench --step-overhead --overhead-args '--compare DIR'``) times another checkout's
+    fer_lib (here: a copy of this one) alternated with this one, and names a folder without fer_lib/ instead of
+    timing it (the CLI: one error line, exit 2, before timing anything)."""
     import shutil
 
     from fer_lib.cli import main
@@ -320,6 +321,6 @@ def test_bench_step_overhead_times_each_checkout_in_its_own_process(tmp_path, ca
     assert all(r["overhead_ms"] == pytest.approx(r["step_ms"] - r["model_ms"]) for r in rows)
     with pytest.raises(FileNotFoundError, match="holds no fer_lib/ package"):
         compare_checkouts([tmp_path / "nothing"], steps=2, batch_size=8, epochs=2)
-    code = main(["bench", "--step-overhead", "--overhead-args", "--steps 2 --batch-size 8 --epochs 2 --rounds 1"])
-    out = capsys.readouterr().out
-    assert code == 0 and "| this checkout | 0 |" in out and "**this checkout** median" in out
+    code = main(["bench", "--step-overhead", "--overhead-args", f"--compare {tmp_path / 'nothing'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "holds no fer_lib/ package" in err

@@ -19,7 +19,15 @@ import argparse
 import time
 from pathlib import Path
 
-from fer_lib.cli.train import add_common_arguments, check_out_dir, config_from_args, summarize
+from fer_lib.cli.train import (
+    add_common_arguments,
+    check_out_dir,
+    config_from_args,
+    load_data,
+    skipped_line,
+    summarize,
+    write_skipped,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
     from fer_lib.paths import find_fer2013
     from fer_lib.plots import plot_history
     from fer_lib.train.engine import train
-    from fer_lib.cli.train import load_data, skipped_line, write_skipped
     from fer_lib.train.setup import select_splits
 
     t0 = time.perf_counter()

@@ -146,12 +146,27 @@ class FERCam:
         self.num_classes = model_num_classes(model)
         self.last_targets: np.ndarray | None = None
         self.last_probs: np.ndarray | None = None
+        self._in_block = False
+        self._held = None  # inside ``with``: the package's CAM object, its hooks on target_layer
 
     def __enter__(self) -> FERCam:
+        """Inside the block, the first call hooks the target layer and every later call reuses the hooks; they are
+        removed when the block ends (outside a block, each call hooks and unhooks)."""
+        self._in_block = True
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # nothing held between calls; never swallows errors
-        return None
+    def __exit__(self, exc_type, exc, tb) -> None:  # never swallows errors
+        self._in_block = False
+        self.release()
+
+    def release(self) -> None:
+        """Remove the hooks held for the ``with`` block (``__exit__`` calls it; safe to call twice)."""
+        if self._held is not None:
+            self._held.activations_and_grads.release()
+            self._held = None
+
+    def _make_cam(self):
+        return METHODS[self.method](LogitsOnly(self.model), [self.target_layer], reshape_transform=self._reshape())
 
     def _reshape(self) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda t: tokens_to_map(t, self.token_grid)
@@ -161,10 +176,11 @@ class FERCam:
         n = x.shape[0]
         wanted = _normalise_targets(targets, n, self.num_classes)  # raises before the package runs
         maps, used, probs = [], [], []
-        wrapped = LogitsOnly(self.model)
         saved_grads = [(p, p.grad) for p in self.model.parameters()]  # the package zeroes them; we restore
         with eval_mode(self.model), torch.enable_grad():
-            cam = METHODS[self.method](wrapped, [self.target_layer], reshape_transform=self._reshape())
+            cam = self._held if self._held is not None else self._make_cam()
+            if self._in_block:
+                self._held = cam
             try:
                 for start in range(0, n, self.batch_size):
                     xb = x[start:start + self.batch_size].detach().clone().requires_grad_(True)
@@ -179,7 +195,10 @@ class FERCam:
                         np.asarray(wanted[start:start + len(xb)])
                     used.append(chosen)
             finally:
-                cam.activations_and_grads.release()  # remove the hooks even when the call failed
+                if cam is not self._held:
+                    cam.activations_and_grads.release()  # remove the hooks even when the call failed
+                else:
+                    cam.activations_and_grads.gradients, cam.activations_and_grads.activations = [], []
                 for p, g in saved_grads:
                     p.grad = g
         self.last_targets = np.concatenate(used).astype(np.int64)
