@@ -58,6 +58,18 @@ def _data_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _write_json(rows: list, where: str | None) -> None:
+    """``--json``: nothing (``None``), stdout (``"-"``) or the file ``where``."""
+    if where is None:
+        return
+    text = json.dumps(rows, indent=2)
+    if where == "-":
+        print(text)
+    else:
+        with open(where, "w") as f:
+            f.write(text + "\n")
+
+
 def _overhead_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bench --step-overhead --overhead-args", add_help=False)
     p.add_argument("--batch-size", type=int, default=256)
@@ -100,13 +112,7 @@ def _run_overhead(args: argparse.Namespace) -> int:
           f"augment {'off' if o.no_augment else 'on'}, device {o.device}, threads {o.threads}, torch "
           f"{rows[0]['torch']}; overhead = step - model alone; x = ratio to this checkout")
     print(format_overhead(rows))
-    if args.json is not None:
-        text = json.dumps(rows, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
+    _write_json(rows, args.json)
     return 0
 
 
@@ -149,11 +155,5 @@ def run(args: argparse.Namespace) -> int:
               "(fastest round); x = ratio to the first row of each group (its baseline)")
         for g in results:
             print(bench.format_rows(g) + "\n")
-    if args.json is not None:
-        text = json.dumps(rows, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
+    _write_json(rows, args.json)
     return 0
