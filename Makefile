@@ -25,10 +25,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m fer_lib demo --preset $(PRESET)
 
-# pytest over tests/ plus nbval over every notebook, in quick mode (tiny data, one short epoch).
+# pytest over tests/ plus nbval over every notebook, in quick mode (tiny data, one short epoch). The tests run on
+# one thread each (tests/conftest.py), so the notebooks run beside them on the other core, also on one thread
+# (OMP_NUM_THREADS=1 reaches their kernels); their report is printed when both are done. Fails if either fails.
 test: $(STAMP)
-	FER_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -q tests notebooks \
-		--nbval-lax --nbval-current-env --nbval-cell-timeout=$(NB_TIMEOUT) -p no:cacheprovider
+	@nblog=$$(mktemp); \
+	FER_QUICK=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest -q notebooks \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=$(NB_TIMEOUT) -p no:cacheprovider > $$nblog 2>&1 & \
+	nbpid=$$!; \
+	FER_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -q tests -p no:cacheprovider; tests=$$?; \
+	wait $$nbpid; notebooks=$$?; \
+	echo "== notebooks (nbval, run beside the tests):"; cat $$nblog; rm -f $$nblog; \
+	echo "== make test: tests exit $$tests, notebooks exit $$notebooks"; \
+	test $$tests -eq 0 && test $$notebooks -eq 0
 
 test-fast: $(STAMP)
 	FER_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -q tests -m "not slow"
