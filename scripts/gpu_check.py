@@ -1,6 +1,6 @@
 """The GPU acceptance run: everything the CUDA path must show, in one command and one JSON summary.
 
-    scripts/gpu_check.sh                      # on a GPU machine: ~8 minutes on one GPU, summary in runs/gpu_check/
+    scripts/gpu_check.sh                      # on a GPU machine: meant to fit 10 minutes (not yet timed), summary in runs/gpu_check/
     scripts/gpu_check.sh --dry-run            # on a CPU: the same steps on tiny data in about a minute
 
 Steps (each recorded in the summary, a failing step does not stop the others):

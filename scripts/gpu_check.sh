@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU acceptance run (scripts/gpu_check.py): environment and AMP dtype, a torch.compile smoke test, a 2-process
 # DDP smoke test when 2 GPUs are present, the `gpu` preset for MINUTES minutes (throughput, peak memory, PublicTest
-# accuracy), and one JSON summary (runs/gpu_check/summary.json, and $OUT/gpu_check.json when OUT is set). About
-# 8 minutes on one GPU with the default 5-minute main run.
+# accuracy), and one JSON summary (runs/gpu_check/summary.json, and $OUT/gpu_check.json when OUT is set). Meant to
+# fit 10 minutes on one GPU with the default 5-minute main run; not yet timed on a GPU.
 #
 #   python scripts/pack_fer2013.py              # once, here: FER2013 -> data/packed/ (git-ignored, ~36 MiB)
 #   scripts/gpu_check.sh                        # there: reads data/packed/

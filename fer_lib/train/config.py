@@ -311,7 +311,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         channels_last=True,
         # On an A100/H100-class GPU a 48 px ResNet step is paced by Python, not by the GPU. Two flags use it
         # better (neither measured here yet; `scripts/gpu_check.sh --batch-size 1024 --lr 8e-3 --compile-main`
-        # measures both): `--compile` (torch.compile, a one-off compile of a minute or two) and a larger batch with
+        # measures both): `--compile` (torch.compile, a one-off compile at the start) and a larger batch with
         # the learning rate scaled with it: `--batch-size 1024 --lr 8e-3` (4x batch, linear 4x lr, with the 3
         # warmup epochs); sqrt scaling, `--lr 4e-3`, is the safer start if early epochs diverge.
         # no class balancing (class_balance="none"), as in every recipe this project measured: its effect on the

@@ -377,13 +377,11 @@ class _Pending:
         self.stats.append(stats)
 
     def read(self) -> list[list[float]]:
-        """``[loss * batch size, correct]`` of every pending step (one transfer), and forget them."""
-        rows = torch.stack(self.stats).tolist()
-        self.stats = []
-        return rows
+        """``[loss * batch size, correct]`` of every pending step, in one transfer."""
+        return torch.stack(self.stats).tolist()
 
     def clear(self) -> None:
-        self.steps, self.lrs, self.sizes = [], [], []
+        self.steps, self.lrs, self.sizes, self.stats = [], [], [], []
 
 
 def _train_epoch(run: _Run, epoch: int, stop: _StopOnSignal) -> _EpochPart:
