@@ -11,7 +11,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 from torch import nn
 
 from fer_lib import EMOTIONS
-from fer_lib.data import FERSplit, load_synthetic
+from fer_lib.data import FERSplit, load_synthetic, preprocess
 from fer_lib.evaluate import EvalReport, evaluate_model, predict_proba, save_figures, tta_views
 from fer_lib.metrics import (
     classification_metrics,
@@ -119,3 +119,48 @@ def test_confusion_plot_uses_class_names():
     fig = plot_confusion(np.eye(7, dtype=int) * 3)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == list(EMOTIONS)
+
+
+def test_batched_logits_is_one_forward_per_batch_in_eval_mode_and_restores_modes():
+    from fer_lib.inference import batched_logits
+
+    images = load_synthetic(n_train=23, n_val=7).splits["Training"].images
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten(),
+                          nn.Linear(4 * 48 * 48, 7))
+    model.train()
+    model[1].eval()  # frozen BatchNorm: must come back frozen
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append((len(i[0]), m.training, torch.is_grad_enabled())))
+    out = list(batched_logits(model, images, "flip", batch_size=10, channels_last=True))
+    assert [o.shape for o in out] == [(2, 10, 7), (2, 10, 7), (2, 3, 7)]  # views, batch, classes
+    assert calls == [(20, False, False), (20, False, False), (6, False, False)]  # one forward per batch
+    assert model.training and not model[1].training and model[2].training
+    x = preprocess(images)
+    with torch.no_grad():
+        ref = model.eval()(x)
+    torch.testing.assert_close(torch.cat([o[0] for o in out]), ref)
+    torch.testing.assert_close(torch.cat([o[1] for o in out]), model(x.flip(-1)))
+
+
+def test_validate_is_the_mean_nll_and_accuracy_of_the_batched_logits():
+    from types import SimpleNamespace
+
+    from fer_lib.train import TrainConfig
+    from fer_lib.train.setup import precision_for
+    from fer_lib.train.steps import validate
+
+    split = load_synthetic(n_train=8, n_val=37).splits["PublicTest"]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
+    cfg = TrainConfig(eval_batch_size=16, channels_last=False)
+    info = SimpleNamespace(rank=0, world_size=1, enabled=False)
+    loss, acc = validate(model, split.images, split.labels, cfg, torch.device("cpu"),
+                         precision_for("off", torch.device("cpu")), info)
+    with torch.no_grad():
+        logits = model(preprocess(split.images))
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, split.labels)), rel=1e-5)
+    assert acc == pytest.approx(float((logits.argmax(1) == split.labels).float().mean()))
+    # rank 1 of 2 takes every second image
+    info2 = SimpleNamespace(rank=1, world_size=2, enabled=False)
+    _, acc2 = validate(model, split.images, split.labels, cfg, torch.device("cpu"),
+                       precision_for("off", torch.device("cpu")), info2)
+    assert acc2 == pytest.approx(float((logits[1::2].argmax(1) == split.labels[1::2]).float().mean()))

@@ -111,3 +111,34 @@ def test_nothing_outside_training_imports_the_trainer():
                        if "train" not in p.relative_to(PKG).parts[:-1]
                        for m in _imports(p) if m == "fer_lib.train" or m.startswith("fer_lib.train."))
     assert not offenders, offenders
+
+
+def _calls_a_model(node: ast.AST) -> bool:
+    """A call of ``model(...)``, ``self.model(...)`` or ``net(...)`` somewhere under ``node``."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Call):
+            f = n.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+            if name in ("model", "net"):
+                return True
+    return False
+
+
+def test_one_batched_inference_loop():
+    """Batching a model over many images happens in one place, ``fer_lib.inference.proba.batched_logits``:
+    no other library module loops ``for ... in range(start, stop, batch)`` around a call of the model (Grad-CAM's
+    batches call pytorch-grad-cam, which runs the model with gradients; the benchmarks time single batches)."""
+    offenders = []
+    for p in _library_files():
+        for n in _nodes(p):
+            if (isinstance(n, ast.For) and isinstance(n.iter, ast.Call) and isinstance(n.iter.func, ast.Name)
+                    and n.iter.func.id == "range" and len(n.iter.args) == 3
+                    and any(_calls_a_model(b) for b in n.body)):
+                offenders.append(f"{p.relative_to(PKG)}:{n.lineno}")
+    assert offenders == ["inference/proba.py:" + str(_batched_loop_line())], offenders
+
+
+def _batched_loop_line() -> int:
+    tree = ast.parse((PKG / "inference" / "proba.py").read_text(encoding="utf-8"))
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "batched_logits")
+    return next(n.lineno for n in ast.walk(fn) if isinstance(n, ast.For))

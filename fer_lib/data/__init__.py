@@ -15,12 +15,12 @@ Typical use::
 
 from .augment import Augment, AugmentConfig, mixup_cutmix
 from .auto import QUICK_SIZES, load_dataset
-from .batching import FERDataset, TensorBatches, shard_indices
+from .batching import TensorBatches, shard_indices
 from .dataset import FERData, FERSplit, content_fingerprint, split_by_name
 from .labels import EMOTIONS, FER2013_HELP, NUM_CLASSES, SPLITS, FERDataError, fer2013_help, label_from_name
 from .loaders import detect_source, load_fer2013
 from .synthetic import SYNTHETIC_SOURCE, load_synthetic, make_synthetic_faces
-from .transforms import FER_MEAN, FER_STD, denormalize, normalize, preprocess, to_unit
+from .transforms import FER_MEAN, FER_STD, normalize, preprocess, to_unit
 
 __all__ = [
     "EMOTIONS",
@@ -35,11 +35,9 @@ __all__ = [
     "AugmentConfig",
     "FERData",
     "FERDataError",
-    "FERDataset",
     "FERSplit",
     "TensorBatches",
     "content_fingerprint",
-    "denormalize",
     "detect_source",
     "fer2013_help",
     "label_from_name",

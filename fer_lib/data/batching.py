@@ -1,10 +1,10 @@
-"""Batching over in-memory tensors: :class:`TensorBatches` (fast, DDP-aware) and :class:`FERDataset`.
+"""Batching over in-memory tensors: :class:`TensorBatches` (fast, DDP-aware).
 
 FER2013 fits in memory as ``uint8`` (83 MB), so the fastest loader is plain tensor indexing: no worker
 processes, no per-sample Python. :class:`TensorBatches` moves the images to ``device`` once and yields
 ``(images uint8 [B, 48, 48], labels int64 [B])`` there; convert with :func:`fer_lib.data.preprocess` or
-augment with :class:`fer_lib.data.Augment`. For ``torch.utils.data.DataLoader`` users, :class:`FERDataset`
-wraps a split as a map-style ``Dataset``.
+augment with :class:`fer_lib.data.Augment`. (A ``torch.utils.data.DataLoader`` over a split would add a
+worker and a Python call per image for nothing: the split is already two tensors.)
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.data import Dataset
 
-__all__ = ["TensorBatches", "FERDataset", "shard_indices"]
+__all__ = ["TensorBatches", "shard_indices"]
 
 
 def shard_indices(n: int, *, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int) -> torch.Tensor:
@@ -88,22 +87,3 @@ class TensorBatches:
             i = idx[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.images.index_select(0, i), self.labels.index_select(0, i)
 
-
-class FERDataset(Dataset):
-    """A split as a map-style ``Dataset``: item ``i`` is ``(image, label)``.
-
-    Without ``transform`` the image is ``uint8 [1, 48, 48]`` (batch it, then call ``preprocess``), so a
-    ``DataLoader`` yields the same as :class:`TensorBatches` plus a channel axis. ``transform`` is called on that
-    ``uint8 [1, 48, 48]`` tensor (e.g. ``lambda im: preprocess(im)[0]`` for ``float [1, 48, 48]``).
-    """
-
-    def __init__(self, split, transform=None):
-        self.images, self.labels, self.transform = split.images, split.labels, transform
-        self.name = getattr(split, "name", "split")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        img = self.images[i].unsqueeze(0)
-        return (self.transform(img) if self.transform is not None else img), self.labels[i]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["FER_MEAN", "FER_STD", "preprocess", "normalize", "denormalize", "to_unit"]
+__all__ = ["FER_MEAN", "FER_STD", "preprocess", "normalize", "to_unit"]
 
 # Computed once on the real FER2013 Training split (the 28,709 JPEGs of the Kaggle folder train/,
 # decoded with cv2.IMREAD_GRAYSCALE, pixels / 255, mean and std over all pixels in float64):
@@ -46,14 +46,12 @@ def to_unit(images_uint8, device=None) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
-def normalize(x01: torch.Tensor) -> torch.Tensor:
-    """``(x01 - FER_MEAN) / FER_STD`` for float images in ``[0, 1]`` (any shape)."""
+def normalize(x01: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``(x01 - FER_MEAN) / FER_STD`` for float images in ``[0, 1]`` (any shape); ``inplace=True`` overwrites
+    ``x01`` (the training loop does, as its batch is a fresh tensor: one allocation fewer per step)."""
+    if inplace:
+        return x01.sub_(FER_MEAN).div_(FER_STD)
     return (x01 - FER_MEAN) / FER_STD
-
-
-def denormalize(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`normalize`: model input back to ``[0, 1]`` (for plotting), clamped."""
-    return (x * FER_STD + FER_MEAN).clamp(0.0, 1.0)
 
 
 def preprocess(images_uint8, channels: int = 1, device=None) -> torch.Tensor:

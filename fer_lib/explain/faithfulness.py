@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from fer_lib.inference.models import eval_mode, logits_of, to_model_input, to_uint8_faces
+from fer_lib.inference.models import eval_mode, to_uint8_faces
+from fer_lib.inference.proba import batched_logits
 
 
 @dataclass
@@ -80,13 +81,12 @@ def delete_pixels(images: np.ndarray, order: np.ndarray, fraction: float, fill_v
     return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(b, h, w)
 
 
-@torch.no_grad()
 def _scores(model, images: np.ndarray, labels: np.ndarray, batch_size: int) -> tuple[float, float]:
-    correct, prob = 0.0, 0.0
-    for s in range(0, len(images), batch_size):
-        logits = logits_of(model(to_model_input(images[s:s + batch_size], model))).float()
-        p = torch.softmax(logits, 1).cpu().numpy()
-        y = labels[s:s + batch_size]
+    correct, prob, start = 0.0, 0.0, 0
+    for logits in batched_logits(model, images, batch_size=batch_size):
+        p = torch.softmax(logits[0].float(), 1).cpu().numpy()
+        y = labels[start:start + len(p)]
+        start += len(p)
         correct += float((p.argmax(1) == y).sum())
         prob += float(p[np.arange(len(y)), y].sum())
     return correct / len(images), prob / len(images)

@@ -10,7 +10,8 @@
   :func:`load_model`, which also reads ``.safetensors`` weights and, given no path, the bundled model.
 * :mod:`fer_lib.inference.pretrained`: the bundled weights (:func:`pretrained`) and their file format.
 * :mod:`fer_lib.inference.models`: input channels, eval mode, faces to input, logits of any output.
-* :mod:`fer_lib.inference.proba`: :func:`predict_proba` with test-time augmentation, the one batched loop.
+* :mod:`fer_lib.inference.proba`: :func:`batched_logits`, the one batched loop, and :func:`predict_proba`
+  with test-time augmentation.
 
 Evaluation, explanation, photo inference, export and the widget use these; nothing here imports the trainer.
 """
@@ -44,10 +45,10 @@ from fer_lib.inference.pretrained import (
     read_metadata,
     save_pretrained,
 )
-from fer_lib.inference.proba import TTA_MODES, predict_proba, tta_views
+from fer_lib.inference.proba import TTA_MODES, batched_logits, predict_proba, tta_views
 
 __all__ = [
-    "PRETRAINED_FORMAT", "TTA_MODES", "WEIGHTS_DIR", "build_named_model", "bundled_weights",
+    "PRETRAINED_FORMAT", "TTA_MODES", "WEIGHTS_DIR", "batched_logits", "build_named_model", "bundled_weights",
     "CheckpointError", "describe_model", "eval_mode", "load_checkpoint", "load_model", "load_pretrained",
     "load_state_into", "load_weights", "logits_of", "LogitsOnly", "model_device", "model_in_chans",
     "model_num_classes", "predict_proba", "pretrained", "read_metadata", "resolve_device", "save_pretrained",

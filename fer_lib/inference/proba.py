@@ -1,7 +1,8 @@
 """Batched class probabilities for faces, with deterministic test-time augmentation (TTA).
 
-The one inference loop of fer_lib: evaluation, photo inference and the widget call :func:`predict_proba`.
-Probabilities (softmax) are averaged over the TTA views:
+:func:`batched_logits` is the one batched inference loop of fer_lib: :func:`predict_proba` (evaluation, photo
+inference and the widget), the validation pass of training and the deletion curve's scoring all run through it
+(export traces one batch; bench times single batches). Probabilities (softmax) are averaged over the TTA views:
 
 * ``"none"``: the image as is.
 * ``"flip"``: the image and its horizontal mirror (faces are roughly left-right symmetric).
@@ -12,6 +13,9 @@ Probabilities (softmax) are averaged over the TTA views:
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +48,43 @@ def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
+def batched_logits(model: nn.Module, images, tta: str = "none", *, batch_size: int = 256, device=None,
+                   autocast: Callable[[], AbstractContextManager] = nullcontext,
+                   channels_last: bool = False) -> Iterator[torch.Tensor]:
+    """The one batched forward loop: logits for ``images``, batch by batch, in eval mode and without gradients.
+
+    Args:
+        model: any classifier on ``[B, C, 48, 48]``; logits or ``ModelOutput``. In eval mode while the loop runs;
+            every module's own mode is restored when it ends (or is closed).
+        images: ``uint8`` faces ``[N, 48, 48]`` (tensor or numpy) or float input made by
+            ``fer_lib.data.preprocess`` (see :func:`fer_lib.inference.to_model_input`).
+        tta: the views of each batch (:func:`tta_views`).
+        batch_size: images per forward pass (``tencrop`` feeds 10x as many views).
+        device: where the input goes (defaults to the model's device).
+        autocast: a function returning the context to run the forward in (training passes its precision's
+            ``autocast``); logits are returned as the model gives them (e.g. bf16 under autocast).
+        channels_last: feed the input in ``torch.channels_last`` memory format (as training does).
+
+    Yields:
+        ``logits [views, b, classes]`` on ``device`` for each batch of ``b`` images, in order.
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown tta {tta!r}; choose one of {TTA_MODES}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = torch.device(device) if device is not None else model_device(model)
+    with eval_mode(model):
+        for i in range(0, len(images), batch_size):
+            x = to_model_input(images[i : i + batch_size], model).to(device)
+            views = tta_views(x, tta)
+            x = torch.cat(views) if len(views) > 1 else x
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                logits = logits_of(model(x))
+            yield logits.view(len(views), -1, logits.shape[-1])
+
+
 def predict_proba(model: nn.Module, images, tta: str = "none", *, batch_size: int = 256, device=None) -> torch.Tensor:
     """Class probabilities for faces, averaged over the TTA views; the model's train/eval mode is restored after.
 
@@ -58,19 +99,8 @@ def predict_proba(model: nn.Module, images, tta: str = "none", *, batch_size: in
     Returns:
         ``float32 [N, classes]`` on the CPU, rows summing to 1.
     """
-    if tta not in TTA_MODES:
-        raise ValueError(f"unknown tta {tta!r}; choose one of {TTA_MODES}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = torch.device(device) if device is not None else model_device(model)
-    out = []
-    with eval_mode(model):
-        for i in range(0, len(images), batch_size):
-            x = to_model_input(images[i : i + batch_size], model).to(device)
-            views = tta_views(x, tta)
-            logits = logits_of(model(torch.cat(views)))
-            probs = logits.float().softmax(-1).view(len(views), len(x), -1).mean(0)
-            out.append(probs.cpu())
+    out = [logits.float().softmax(-1).mean(0).cpu()
+           for logits in batched_logits(model, images, tta, batch_size=batch_size, device=device)]
     if not out:
         raise ValueError("predict_proba: no images given")
     return torch.cat(out)

@@ -47,19 +47,20 @@ def training_loss(output, target: torch.Tensor, cfg: TrainConfig, weight: torch.
 
 @torch.no_grad()
 def validate(model, images, labels, cfg, device, precision, info) -> tuple[float, float]:
-    """Mean NLL and accuracy over ``images`` (rank ``r`` takes every ``world_size``-th image; sums reduced)."""
-    from fer_lib.data import preprocess
+    """Mean NLL and accuracy over ``images`` (rank ``r`` takes every ``world_size``-th image; sums reduced).
 
-    model.eval()
+    Runs :func:`fer_lib.inference.batched_logits` under the training precision and memory format; the sums stay
+    on the device until the one read at the end."""
+    from fer_lib.inference import batched_logits
+
     images, labels = images[info.rank :: info.world_size], labels[info.rank :: info.world_size]
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
-    for i in range(0, len(images), cfg.eval_batch_size):
-        x = preprocess(images[i : i + cfg.eval_batch_size], channels=cfg.in_chans, device=device)
-        y = labels[i : i + cfg.eval_batch_size].to(device)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with precision.autocast():
-            logits, _ = logits_and_aux(model(x))
+    start = 0
+    for logits in batched_logits(model, images, batch_size=cfg.eval_batch_size, device=device,
+                                 autocast=precision.autocast, channels_last=cfg.channels_last):
+        logits = logits[0]
+        y = labels[start : start + len(logits)].to(device)
+        start += len(logits)
         sums[0] += F.cross_entropy(logits.float(), y, reduction="sum").double()
         sums[1] += (logits.argmax(1) == y).sum()
         sums[2] += len(y)
