@@ -11,7 +11,9 @@ Randomness comes from a ``torch.Generator`` when one is given (same generator st
 from torch's global RNG (so ``torch.manual_seed`` makes runs repeatable). Without a generator the per-image
 numbers and mixing's permutation are drawn on the batch's device, and nothing in either function reads a value
 back from the device or has a data-dependent shape, so on a GPU a training step never waits for it: every image
-goes through the affine warp and :func:`torch.where` keeps the unselected ones. The few batch-level numbers of
+goes through one bilinear warp whose matrix holds its flip and its affine (the identity where the affine is not
+selected), colour jitter and erasing are per-image parameters of one pass each (neutral where not selected),
+and nothing is selected by indexing. The few batch-level numbers of
 :func:`mixup_cutmix` (whether to mix, mixup or CutMix, ``lam``, the box centre) are drawn on the host (CPU
 generator, numpy), because they decide the shapes of the computation.
 """
@@ -137,29 +139,21 @@ class Augment:
             u = torch.rand(B, self._K, generator=generator, device=generator.device).to(x.device)
         else:  # drawn where the batch lives: no host-to-device copy (which would wait for the device)
             u = torch.rand(B, self._K, device=x.device)
-        on = lambda col, p: (u[:, col] < p).view(B, 1, 1, 1)  # noqa: E731
+        flip = u[:, 0] < cfg.flip_p  # [B] bool
 
-        # in-place where the result is a fresh tensor (torch.where(..., out=) included): the same values with fewer
-        # full-size allocations, which on a CPU cost page faults
-        flipped = x.flip(-1)
-        out = torch.where(on(0, cfg.flip_p), flipped, x, out=flipped)
+        if cfg.affine_p > 0:  # one bilinear warp of every image does the flip and the affine together
+            out = F.grid_sample(x, affine_grid(self._theta(u, flip, x.dtype), H, W), mode="bilinear",
+                                padding_mode=cfg.padding_mode, align_corners=False)
+        else:  # in-place where the result is a fresh tensor (torch.where's out= included): fewer allocations
+            flipped = x.flip(-1)
+            out = torch.where(flip.view(B, 1, 1, 1), flipped, x, out=flipped)
 
-        if cfg.affine_p > 0:  # every image is warped and the unselected ones are kept: no data-dependent shapes
-            a = torch.deg2rad(_uniform(u[:, 2], -cfg.rotate_deg, cfg.rotate_deg))
-            s = _uniform(u[:, 3], *cfg.scale)
-            tx, ty = (_uniform(u[:, c], -2 * cfg.translate, 2 * cfg.translate) for c in (4, 5))  # [-1,1] coords
-            cos, sin = torch.cos(a) / s, torch.sin(a) / s
-            theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x.dtype)
-            warped = F.grid_sample(out, affine_grid(theta, H, W), mode="bilinear", padding_mode=cfg.padding_mode,
-                                   align_corners=False)
-            out = torch.where(on(1, cfg.affine_p), warped, out, out=warped)
-
-        if cfg.color_p > 0:
-            mean = out.mean(dim=(1, 2, 3), keepdim=True)
-            c = _uniform(u[:, 8], 1 - cfg.contrast, 1 + cfg.contrast).view(B, 1, 1, 1)
-            b = _uniform(u[:, 7], -cfg.brightness, cfg.brightness).view(B, 1, 1, 1)
-            jittered = (out - mean).mul_(c).add_(mean).add_(b)  # (out - mean) * c + mean + b
-            out = torch.where(on(6, cfg.color_p), jittered, out, out=jittered)
+        if cfg.color_p > 0:  # (out - mean) * c + mean + b == out * c + (mean * (1 - c) + b), with c = 1, b = 0 if off
+            on = u[:, 6] < cfg.color_p
+            c = torch.where(on, _uniform(u[:, 8], 1 - cfg.contrast, 1 + cfg.contrast), 1.0)
+            b = torch.where(on, _uniform(u[:, 7], -cfg.brightness, cfg.brightness), 0.0)
+            shift = out.mean(dim=(1, 2, 3)).mul_(1 - c).add_(b)
+            out.mul_(c.view(B, 1, 1, 1)).add_(shift.view(B, 1, 1, 1))
 
         if cfg.erase_p > 0:
             area = _uniform(u[:, 10], *cfg.erase_area) * H * W
@@ -170,13 +164,30 @@ class Augment:
             x0 = (u[:, 13] * (W - w + 1)).floor()
             rows = torch.arange(H, device=x.device).view(1, H)
             cols = torch.arange(W, device=x.device).view(1, W)
-            # the box is separable: rows [B, H] x columns [B, W], combined once into [B, 1, H, W]
+            # the box is separable: rows [B, H] times columns [B, W], a 0/1 float mask [B, 1, H, W], and
+            # lerp with a weight of exactly 0 or 1 returns exactly the image or the fill value
             in_rows = (rows >= y0.view(B, 1)) & (rows < (y0 + h).view(B, 1)) & (u[:, 9] < cfg.erase_p).view(B, 1)
             in_cols = (cols >= x0.view(B, 1)) & (cols < (x0 + w).view(B, 1))
-            box = (in_rows.view(B, 1, H, 1) & in_cols.view(B, 1, 1, W))
+            box = in_rows.to(out.dtype).view(B, 1, H, 1) * in_cols.to(out.dtype).view(B, 1, 1, W)
             value = u[:, 14] if cfg.erase_value is None else torch.full_like(u[:, 14], cfg.erase_value)
-            out = torch.where(box, value.view(B, 1, 1, 1).to(out.dtype), out, out=out)
+            out.lerp_(value.view(B, 1, 1, 1).to(out.dtype), box)
         return out.clamp_(0.0, 1.0)
+
+    def _theta(self, u: torch.Tensor, flip: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``[B, 2, 3]`` matrices (output pixel -> input location) of the flip followed by the random affine.
+
+        Images whose affine is not selected get the identity (rotation 0, zoom 1, shift 0); a flip negates the
+        first row, so the output's ``x`` reads the input at ``-x``. Warping an image by the identity reproduces it
+        up to float rounding (bilinear weights of 1 - 1e-6 at the pixel centres: at most ~4e-6 in [0, 1]).
+        """
+        cfg = self.cfg
+        on = u[:, 1] < cfg.affine_p
+        a = torch.deg2rad(_uniform(u[:, 2], -cfg.rotate_deg, cfg.rotate_deg)).mul_(on)
+        s = torch.where(on, _uniform(u[:, 3], *cfg.scale), 1.0)
+        t = _uniform(u[:, 4:6], -2 * cfg.translate, 2 * cfg.translate).mul_(on[:, None])  # [-1, 1] coordinates
+        f = 1.0 - 2.0 * flip.to(u.dtype)  # -1: flipped
+        cos, sin = torch.cos(a).div_(s), torch.sin(a).div_(s)
+        return torch.stack([f * cos, -f * sin, f * t[:, 0], sin, cos, t[:, 1]], 1).view(-1, 2, 3).to(dtype)
 
 
 def mixup_cutmix(x: torch.Tensor, y: torch.Tensor, num_classes: int, mixup_alpha: float = 0.2,

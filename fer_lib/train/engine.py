@@ -438,7 +438,7 @@ def _train_epoch(run: _Run, epoch: int, stop: _StopOnSignal) -> _EpochPart:
         target = labels
         if mixing:
             x01, target = mixup_cutmix(x01, labels, NUM_CLASSES, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_prob)
-        x = normalize(x01)
+        x = normalize(x01, inplace=True)  # x01 is this step's own tensor (cast, augmented or mixed)
         if cfg.in_chans == 3:
             x = x.expand(-1, 3, -1, -1)
         if cfg.channels_last:
