@@ -344,3 +344,16 @@ def test_bench_step_overhead_times_each_checkout_in_its_own_process(tmp_path, ca
     code = main(["bench", "--step-overhead", "--overhead-args", f"--compare {tmp_path / 'nothing'}"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "holds no fer_lib/ package" in err
+
+
+def test_overhead_table_pairs_each_round_with_the_first_checkout():
+    from fer_lib.train.overhead import format_overhead
+
+    rows = []
+    for r, (now, before) in enumerate([(5.0, 20.0), (10.0, 30.0), (6.0, 24.0)]):  # the machine drifts by round
+        rows += [{"checkout": ".", "round": r, "step_ms": now + 1, "model_ms": 1.0, "overhead_ms": now},
+                 {"checkout": "../before", "round": r, "step_ms": before + 1, "model_ms": 1.0, "overhead_ms": before}]
+    table = format_overhead(rows)
+    assert "| **.** median | | | | **6.00** (1.00x) |" in table
+    assert "| **../before** median | | | | **24.00** (4.00x) |" in table
+    assert "../before / ., round by round: median 4.00x (from 3.00x to 4.00x over 3 rounds)" in table

@@ -327,7 +327,8 @@ def compare_checkouts(checkouts: list, rounds: int = 2, **kwargs: Any) -> list[d
 
 def format_overhead(rows: list[dict[str, Any]]) -> str:
     """A markdown table of :func:`step_overhead` / :func:`compare_checkouts` rows, with each checkout's median and
-    its ratio to the first checkout's median."""
+    its ratio to the first checkout's median; then, for each other checkout, the median and range of its ratio to
+    the first checkout within each round (the steadier figure on a machine whose speed drifts)."""
     import statistics
 
     counted = all("ops_per_step" in r for r in rows)
@@ -342,4 +343,12 @@ def format_overhead(rows: list[dict[str, Any]]) -> str:
     med = {c: statistics.median(r["overhead_ms"] for r in rows if r.get("checkout", ".") == c) for c in order}
     lines += [f"| **{c}** median | | | | **{med[c]:.2f}** ({med[c] / med[order[0]]:.2f}x) |" + (" | | |" if counted else "")
               for c in order]
+    # a drifting machine moves every checkout of a round alike: the ratio within each round is steadier
+    first = {r.get("round", 0): r["overhead_ms"] for r in rows if r.get("checkout", ".") == order[0]}
+    for c in order[1:]:
+        paired = [r["overhead_ms"] / first[r.get("round", 0)] for r in rows
+                  if r.get("checkout", ".") == c and r.get("round", 0) in first]
+        if len(paired) > 1:
+            lines.append(f"\n{c} / {order[0]}, round by round: median {statistics.median(paired):.2f}x "
+                         f"(from {min(paired):.2f}x to {max(paired):.2f}x over {len(paired)} rounds)")
     return "\n".join(lines)
