@@ -20,6 +20,7 @@ generator, numpy), because they decide the shapes of the computation.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -88,8 +89,15 @@ class AugmentConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def _uniform(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    return lo + (hi - lo) * u
+@functools.lru_cache(maxsize=64)
+def _pixel_centres(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The centres of ``n`` pixels in ``[-1, 1]``, as ``F.affine_grid`` computes them (made once per size)."""
+    return torch.linspace(-1, 1, n, device=device, dtype=dtype) * (n - 1) / n
+
+
+@functools.lru_cache(maxsize=64)
+def _arange(n: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(n, device=device)
 
 
 def affine_grid(theta: torch.Tensor, H: int, W: int) -> torch.Tensor:
@@ -109,9 +117,8 @@ def affine_grid(theta: torch.Tensor, H: int, W: int) -> torch.Tensor:
     """
     B = theta.shape[0]
     # pixel centres in [-1, 1], computed as F.affine_grid computes them
-    xs = torch.linspace(-1, 1, W, device=theta.device, dtype=theta.dtype) * (W - 1) / W
-    ys = torch.linspace(-1, 1, H, device=theta.device, dtype=theta.dtype) * (H - 1) / H
-    X, Y = xs.view(1, 1, 1, W), ys.view(1, 1, H, 1)
+    X = _pixel_centres(W, theta.device, theta.dtype).view(1, 1, 1, W)
+    Y = _pixel_centres(H, theta.device, theta.dtype).view(1, 1, H, 1)
     t = theta.view(B, 2, 3, 1, 1)
     grid = ((X * t[:, :, 0]) + (Y * t[:, :, 1])).add_(t[:, :, 2])  # [B, 2, 1, W] + [B, 2, H, 1] -> [B, 2, H, W]
     return grid.permute(0, 2, 3, 1)
@@ -127,6 +134,18 @@ class Augment:
 
     def __init__(self, cfg: AugmentConfig | None = None):
         self.cfg = cfg if cfg is not None else AugmentConfig()
+        c = self.cfg
+        # column k of the drawn numbers u [B, K] becomes lo[k] + span[k] * u[:, k] in one op: the rotation in radians
+        # (2), zoom (3), shift in [-1, 1] coordinates (4, 5), brightness (7), contrast (8), erased area fraction
+        # (10), log aspect ratio (11); the other columns stay U(0, 1) (selections, box position, fill value)
+        lo, span = [0.0] * self._K, [1.0] * self._K
+        rad, t = math.radians(c.rotate_deg), 2 * c.translate
+        log_r = (math.log(c.erase_ratio[0]), math.log(c.erase_ratio[1]))
+        for k, (low, high) in {2: (-rad, rad), 3: c.scale, 4: (-t, t), 5: (-t, t), 7: (-c.brightness, c.brightness),
+                               8: (1 - c.contrast, 1 + c.contrast), 10: c.erase_area, 11: log_r}.items():
+            lo[k], span[k] = low, high - low
+        self._ranges = (lo, span)
+        self._on_device: dict = {}  # (device, dtype) -> (lo, span) tensors, made once: no host-to-device copy per call
 
     def __repr__(self) -> str:
         return f"Augment({self.cfg})"
@@ -139,10 +158,15 @@ class Augment:
             u = torch.rand(B, self._K, generator=generator, device=generator.device).to(x.device)
         else:  # drawn where the batch lives: no host-to-device copy (which would wait for the device)
             u = torch.rand(B, self._K, device=x.device)
+        key = (u.device, u.dtype)
+        if key not in self._on_device:
+            self._on_device[key] = tuple(torch.tensor(v, device=u.device, dtype=u.dtype) for v in self._ranges)
+        lo, span = self._on_device[key]
+        p = torch.addcmul(lo, u, span)  # [B, K]: each column's parameter (see __init__)
         flip = u[:, 0] < cfg.flip_p  # [B] bool
 
         if cfg.affine_p > 0:  # one bilinear warp of every image does the flip and the affine together
-            out = F.grid_sample(x, affine_grid(self._theta(u, flip, x.dtype), H, W), mode="bilinear",
+            out = F.grid_sample(x, affine_grid(self._theta(u, p, flip, x.dtype), H, W), mode="bilinear",
                                 padding_mode=cfg.padding_mode, align_corners=False)
         else:  # in-place where the result is a fresh tensor (torch.where's out= included): fewer allocations
             flipped = x.flip(-1)
@@ -150,20 +174,19 @@ class Augment:
 
         if cfg.color_p > 0:  # (out - mean) * c + mean + b == out * c + (mean * (1 - c) + b), with c = 1, b = 0 if off
             on = u[:, 6] < cfg.color_p
-            c = torch.where(on, _uniform(u[:, 8], 1 - cfg.contrast, 1 + cfg.contrast), 1.0)
-            b = torch.where(on, _uniform(u[:, 7], -cfg.brightness, cfg.brightness), 0.0)
+            c = torch.where(on, p[:, 8], 1.0)
+            b = p[:, 7] * on
             shift = out.mean(dim=(1, 2, 3)).mul_(1 - c).add_(b)
             out.mul_(c.view(B, 1, 1, 1)).add_(shift.view(B, 1, 1, 1))
 
         if cfg.erase_p > 0:
-            area = _uniform(u[:, 10], *cfg.erase_area) * H * W
-            ratio = torch.exp(_uniform(u[:, 11], math.log(cfg.erase_ratio[0]), math.log(cfg.erase_ratio[1])))
+            area = p[:, 10] * (H * W)
+            ratio = torch.exp(p[:, 11])
             h = torch.sqrt(area * ratio).round().clamp(1, H)
             w = torch.sqrt(area / ratio).round().clamp(1, W)
             y0 = (u[:, 12] * (H - h + 1)).floor()
             x0 = (u[:, 13] * (W - w + 1)).floor()
-            rows = torch.arange(H, device=x.device).view(1, H)
-            cols = torch.arange(W, device=x.device).view(1, W)
+            rows, cols = _arange(H, x.device).view(1, H), _arange(W, x.device).view(1, W)
             # the box is separable: rows [B, H] times columns [B, W], a 0/1 float mask [B, 1, H, W], and
             # lerp with a weight of exactly 0 or 1 returns exactly the image or the fill value
             in_rows = (rows >= y0.view(B, 1)) & (rows < (y0 + h).view(B, 1)) & (u[:, 9] < cfg.erase_p).view(B, 1)
@@ -173,7 +196,7 @@ class Augment:
             out.lerp_(value.view(B, 1, 1, 1).to(out.dtype), box)
         return out.clamp_(0.0, 1.0)
 
-    def _theta(self, u: torch.Tensor, flip: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    def _theta(self, u: torch.Tensor, p: torch.Tensor, flip: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``[B, 2, 3]`` matrices (output pixel -> input location) of the flip followed by the random affine.
 
         Images whose affine is not selected get the identity (rotation 0, zoom 1, shift 0); a flip negates the
@@ -182,9 +205,9 @@ class Augment:
         """
         cfg = self.cfg
         on = u[:, 1] < cfg.affine_p
-        a = torch.deg2rad(_uniform(u[:, 2], -cfg.rotate_deg, cfg.rotate_deg)).mul_(on)
-        s = torch.where(on, _uniform(u[:, 3], *cfg.scale), 1.0)
-        t = _uniform(u[:, 4:6], -2 * cfg.translate, 2 * cfg.translate).mul_(on[:, None])  # [-1, 1] coordinates
+        a = p[:, 2] * on
+        s = torch.where(on, p[:, 3], 1.0)
+        t = p[:, 4:6] * on[:, None]
         f = 1.0 - 2.0 * flip.to(u.dtype)  # -1: flipped
         cos, sin = torch.cos(a).div_(s), torch.sin(a).div_(s)
         return torch.stack([f * cos, -f * sin, f * t[:, 0], sin, cos, t[:, 1]], 1).view(-1, 2, 3).to(dtype)
