@@ -152,3 +152,10 @@ def test_tensor_batches_cover_and_shard(n, bs, world):
     for im, lab in TensorBatches(images, labels, bs, shuffle=True, drop_last=True):
         assert len(lab) == bs and torch.equal(im[:, 0].long(), lab % 256)
 
+
+
+def test_a_changed_config_takes_effect(x01):
+    aug = Augment(AugmentConfig.off(affine_p=1.0, rotate_deg=0.0, scale=(1.0, 1.0), translate=0.0))
+    assert torch.allclose(aug(x01, gen(0)), x01, atol=1e-5)  # the identity
+    aug.cfg.rotate_deg = 30.0
+    assert (aug(x01, gen(0)) - x01).abs().amax() > 0.05  # now rotated

@@ -134,18 +134,21 @@ class Augment:
 
     def __init__(self, cfg: AugmentConfig | None = None):
         self.cfg = cfg if cfg is not None else AugmentConfig()
+        self._on_device: dict = {}  # (device, dtype, ranges) -> (lo, span) tensors: no host-to-device copy per call
+
+    def _ranges(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Column ``k`` of the drawn numbers ``u [B, K]`` becomes ``lo[k] + span[k] * u[:, k]``, all in one op: the
+        rotation in radians (2), zoom (3), shift in ``[-1, 1]`` coordinates (4, 5), brightness (7), contrast (8),
+        erased area fraction (10), log aspect ratio (11); the other columns stay U(0, 1) (selections, box
+        position, fill value). Read from ``self.cfg`` at every call, so a changed config takes effect."""
         c = self.cfg
-        # column k of the drawn numbers u [B, K] becomes lo[k] + span[k] * u[:, k] in one op: the rotation in radians
-        # (2), zoom (3), shift in [-1, 1] coordinates (4, 5), brightness (7), contrast (8), erased area fraction
-        # (10), log aspect ratio (11); the other columns stay U(0, 1) (selections, box position, fill value)
         lo, span = [0.0] * self._K, [1.0] * self._K
         rad, t = math.radians(c.rotate_deg), 2 * c.translate
         log_r = (math.log(c.erase_ratio[0]), math.log(c.erase_ratio[1]))
         for k, (low, high) in {2: (-rad, rad), 3: c.scale, 4: (-t, t), 5: (-t, t), 7: (-c.brightness, c.brightness),
                                8: (1 - c.contrast, 1 + c.contrast), 10: c.erase_area, 11: log_r}.items():
             lo[k], span[k] = low, high - low
-        self._ranges = (lo, span)
-        self._on_device: dict = {}  # (device, dtype) -> (lo, span) tensors, made once: no host-to-device copy per call
+        return tuple(lo), tuple(span)
 
     def __repr__(self) -> str:
         return f"Augment({self.cfg})"
@@ -158,11 +161,12 @@ class Augment:
             u = torch.rand(B, self._K, generator=generator, device=generator.device).to(x.device)
         else:  # drawn where the batch lives: no host-to-device copy (which would wait for the device)
             u = torch.rand(B, self._K, device=x.device)
-        key = (u.device, u.dtype)
+        ranges = self._ranges()
+        key = (u.device, u.dtype, ranges)
         if key not in self._on_device:
-            self._on_device[key] = tuple(torch.tensor(v, device=u.device, dtype=u.dtype) for v in self._ranges)
+            self._on_device[key] = tuple(torch.tensor(v, device=u.device, dtype=u.dtype) for v in ranges)
         lo, span = self._on_device[key]
-        p = torch.addcmul(lo, u, span)  # [B, K]: each column's parameter (see __init__)
+        p = torch.addcmul(lo, u, span)  # [B, K]: each column's parameter (see _ranges)
         flip = u[:, 0] < cfg.flip_p  # [B] bool
 
         if cfg.affine_p > 0:  # one bilinear warp of every image does the flip and the affine together
