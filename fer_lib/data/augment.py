@@ -1,8 +1,8 @@
 """Training augmentation as batched tensor operations, on whatever device the batch lives on.
 
 No per-image PIL work: every op draws per-sample parameters as one small random tensor and is applied to the
-whole batch at once (random affine through ``F.affine_grid`` / ``F.grid_sample``, Jaderberg et al., "Spatial
-Transformer Networks", https://arxiv.org/abs/1506.02025). Ops, in order: horizontal flip, random affine
+whole batch at once (random affine through a sampling grid, :func:`affine_grid`, and ``F.grid_sample``,
+Jaderberg et al., "Spatial Transformer Networks", https://arxiv.org/abs/1506.02025). Ops, in order: horizontal flip, random affine
 (rotation, scale, translation), brightness/contrast, random erasing (Zhong et al., https://arxiv.org/abs/1708.04896).
 Batch-level mixing: :func:`mixup_cutmix` (mixup, Zhang et al., https://arxiv.org/abs/1710.09412; CutMix,
 Yun et al., https://arxiv.org/abs/1905.04899) returning soft targets.
