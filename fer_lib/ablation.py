@@ -68,10 +68,13 @@ def run_name(variant: str, seed: int | None = None) -> str:
     return variant if seed is None else f"{variant}_seed{seed}"
 
 
-def parse_run_name(run: str) -> tuple[str, int | None]:
-    """Inverse of :func:`run_name`: ``"full_seed1"`` -> ``("full", 1)`` for a paired run, else ``(run, None)``."""
+def parse_run_name(run: str, paired: bool = False) -> tuple[str, int | None]:
+    """Inverse of :func:`run_name`: ``"no_cbam_seed3"`` -> ``("no_cbam", 3)``, else ``(run, None)``.
+
+    ``"full_seed1"`` is also the unpaired noise variant's name: it is ``("full", 1)`` in a paired ablation's folder
+    (``paired=True``: every run there is ``variant_seedN``) and ``("full_seed1", None)`` otherwise."""
     head, sep, tail = run.rpartition("_seed")
-    if sep and head in ALL and tail.isdigit() and run not in ALL:
+    if sep and head in ALL and tail.isdigit() and (paired or run not in ALL):
         return head, int(tail)
     return run, None
 
@@ -128,7 +131,7 @@ def plan_jobs(names: list[str], seeds: list[int] | None) -> list[list[tuple[str,
     return [[(n, s) for n in names] for s in seeds]
 
 
-def summarize_run(name: str, run_dir: Path) -> dict:
+def summarize_run(name: str, run_dir: Path, paired: bool = False) -> dict:
     """One table row from a finished run folder (``history.json`` and ``config.json``).
 
     ``curve`` holds ``[wall minutes, PublicTest accuracy]`` after every epoch, for
@@ -141,7 +144,7 @@ def summarize_run(name: str, run_dir: Path) -> dict:
     params = count_parameters(create_model(config["model"], **config["model_overrides"]))
     best = max(history, key=lambda h: h["val_acc"])
     images = sum(h.get("images", 0) for h in history)
-    variant, _ = parse_run_name(name)
+    variant, _ = parse_run_name(name, paired)
     minutes, curve = 0.0, []
     for h in history:
         minutes += h["seconds"] / 60
@@ -220,7 +223,7 @@ def table(rows: list[dict]) -> str:
 def write_report(plan: AblationPlan, command: str, paired: bool, reference: str = "baseline") -> tuple[str, list]:
     """Summarise every finished run in ``plan.out`` into ``ablation.json``, ``ablation.md`` and ``ablation.png``;
     returns ``(markdown, rows)``."""
-    rows = [summarize_run(r, plan.out / r) for r in finished_runs(plan.out, paired=paired)]
+    rows = [summarize_run(r, plan.out / r, paired) for r in finished_runs(plan.out, paired=paired)]
     report = {"command": command, "paired": paired, "reference": reference, "rows": rows}
     if paired and rows:
         report["summary"] = paired_summary(rows, reference)
@@ -241,7 +244,7 @@ def finished_runs(out: Path, paired: bool) -> list[str]:
     if not paired:
         return [n for n in ALL if (out / n / "history.json").is_file()]
     return sorted(p.name for p in out.iterdir()
-                  if (p / "history.json").is_file() and parse_run_name(p.name)[1] is not None)
+                  if (p / "history.json").is_file() and parse_run_name(p.name, paired=True)[1] is not None)
 
 
 def run_group(group: list[tuple[str, int | None]], plan: AblationPlan, parallel: int) -> list[str]:

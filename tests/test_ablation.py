@@ -110,6 +110,16 @@ def test_paired_mode_plans_one_group_per_seed_with_every_variant():
     assert cmd[cmd.index("--seed") + 1] == "1" and cmd[cmd.index("--name") + 1] == "full_seed1"
     assert ablation.parse_run_name("no_cbam_seed3") == ("no_cbam", 3)
     assert ablation.parse_run_name("full_seed1") == ("full_seed1", None)  # the unpaired noise variant keeps its name
+    assert ablation.parse_run_name("full_seed1", paired=True) == ("full", 1)  # in a paired folder: full, seed 1
+
+
+def test_paired_folders_keep_seed_1_of_the_full_model(tmp_path):
+    """Seed 1 of ``full`` is named like the unpaired noise variant ``full_seed1``; a paired report must keep it."""
+    for run in ("baseline_seed0", "full_seed0", "baseline_seed1", "full_seed1"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "history.json").write_text("[]")
+    assert ablation.finished_runs(tmp_path, paired=True) == ["baseline_seed0", "baseline_seed1", "full_seed0",
+                                                             "full_seed1"]
 
 
 def test_paired_summary_takes_differences_seed_by_seed():

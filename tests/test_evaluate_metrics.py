@@ -140,6 +140,13 @@ def test_batched_logits_is_one_forward_per_batch_in_eval_mode_and_restores_modes
         ref = model.eval()(x)
     torch.testing.assert_close(torch.cat([o[0] for o in out]), ref)
     torch.testing.assert_close(torch.cat([o[1] for o in out]), model(x.flip(-1)))
+    model.train()
+    model[1].eval()
+    loop = batched_logits(model, images, batch_size=10)
+    next(loop)
+    assert not model.training
+    loop.close()  # a caller that stops early (break) gets its modes back too
+    assert model.training and not model[1].training
 
 
 def test_validate_is_the_mean_nll_and_accuracy_of_the_batched_logits():
