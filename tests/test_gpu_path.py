@@ -86,6 +86,51 @@ def test_one_warp_does_the_flip_then_the_affine():
         torch.testing.assert_close(out[i:i + 1], img, rtol=0, atol=1e-5)
 
 
+def _kernels(fn) -> list[str]:
+    """The non-view aten ops ``fn()`` dispatches (on a GPU, about one kernel launch each)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    names = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view:
+                names.append(func._schema.name.split("::")[-1])
+            return func(*args, **(kwargs or {}))
+
+    with Record():
+        fn()
+    return names
+
+
+def test_augmentation_is_a_fixed_short_sequence_of_kernels():
+    """Every per-image parameter comes from one index, addcmul, comparison and where; the rest does not depend on
+    the batch's size or on which ops were selected (68 kernels before this layout, 41 with it)."""
+    aug = Augment(AugmentConfig())
+    counts = set()
+    for B in (7, 64, 256):
+        x = torch.rand(B, 1, 48, 48)
+        aug(x)  # the tables are made on the first call for a size
+        counts.add(len(_kernels(lambda x=x: aug(x))))
+    assert len(counts) == 1 and counts.pop() <= 42
+    # the same for a config with everything on
+    on = Augment(AugmentConfig(flip_p=1.0, affine_p=1.0, color_p=1.0, erase_p=1.0))
+    x = torch.rand(32, 1, 48, 48)
+    on(x)
+    assert len(_kernels(lambda: on(x))) <= 42
+
+
+def test_erasing_a_non_square_image_stays_inside_it():
+    x = torch.rand(64, 1, 30, 52, generator=torch.Generator().manual_seed(0))
+    cfg = AugmentConfig.off(erase_p=1.0, erase_value=2.0, erase_area=(0.1, 0.4), erase_ratio=(0.2, 5.0))
+    out = Augment(cfg)(x, generator=torch.Generator().manual_seed(1))  # filled with 2.0, clamped to 1.0
+    for i in range(64):
+        ys, xs = torch.nonzero(out[i, 0] != x[i, 0], as_tuple=True)
+        h, w = int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)
+        assert len(ys) == h * w and (out[i, 0, ys, xs] == 1.0).all()  # one full rectangle
+        assert 1 <= h <= 30 and 1 <= w <= 52 and h * w >= 0.05 * 30 * 52
+
+
 def test_the_step_reads_its_statistics_every_n_steps(tmp_path, monkeypatch):
     """96 images in batches of 16: 6 steps an epoch. ``log_every=0`` reads once an epoch (at its end), 4 reads after
     step 4 and at the end: never once per step."""
