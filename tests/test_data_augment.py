@@ -159,3 +159,18 @@ def test_a_changed_config_takes_effect(x01):
     assert torch.allclose(aug(x01, gen(0)), x01, atol=1e-5)  # the identity
     aug.cfg.rotate_deg = 30.0
     assert (aug(x01, gen(0)) - x01).abs().amax() > 0.05  # now rotated
+
+
+def test_mixup_is_the_convex_combination_its_soft_labels_state(x01):
+    """With one class per image, row ``i`` of the soft labels holds ``lam`` at ``i`` and ``1 - lam`` at its partner
+    ``perm[i]``: the mixed image must be exactly ``lam * x[i] + (1 - lam) * x[perm[i]]``."""
+    B = 16
+    x, y = x01[:B], torch.arange(B)
+    for seed in range(4):
+        mixed, soft = mixup_cutmix(x, y, B, mixup_alpha=0.4, cutmix_alpha=0.0, prob=1.0, generator=gen(seed))
+        own = soft.diagonal()
+        lam = float(own[own < 1 - 1e-6][0])  # rows paired with themselves hold 1
+        others = soft.clone().fill_diagonal_(0)
+        partner = torch.where(own < 1 - 1e-6, others.argmax(1), torch.arange(B))
+        torch.testing.assert_close(own[own < 1 - 1e-6], torch.full_like(own[own < 1 - 1e-6], lam))
+        torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[partner], rtol=0, atol=1e-6)
