@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The GPU acceptance run (scripts/gpu_check.py): environment and AMP dtype, a torch.compile smoke test, a 2-process
-# DDP smoke test when 2 GPUs are present, the `gpu` preset for MINUTES minutes (throughput, peak memory, PublicTest
-# accuracy), and one JSON summary (runs/gpu_check/summary.json, and $OUT/gpu_check.json when OUT is set). Meant to
-# fit 10 minutes on one GPU with the default 5-minute main run; not yet timed on a GPU.
+# The GPU acceptance run (scripts/gpu_check.py): environment and AMP dtype, the loop's per-step overhead against
+# the checkout from before issue 20, a torch.compile smoke test, a 2-process DDP smoke test when 2 GPUs are present,
+# the `gpu` preset for MINUTES minutes (throughput, peak memory, PublicTest accuracy), and one JSON summary
+# (runs/gpu_check/summary.json, and $OUT/gpu_check.json when OUT is set), rewritten after every step. It ends within
+# --deadline minutes (default 9; a lent machine cuts a command at 10): the main run gets what is left. Not yet run
+# on a GPU.
 #
-#   python scripts/pack_fer2013.py              # once, here: FER2013 -> data/packed/ (git-ignored, ~36 MiB)
-#   scripts/gpu_check.sh                        # there: reads data/packed/
+#   scripts/gpu_check.sh --prepare              # once, here: data/packed/ (FER2013, ~36 MiB) and device_data/
+#                                               # (the "before" checkout), both git-ignored; prints the call
+#   scripts/gpu_check.sh                        # there: reads data/packed/ and device_data/
 #   MINUTES=3 scripts/gpu_check.sh --batch-size 1024 --lr 8e-3 --compile-main   # an H100-class variant
 #   scripts/gpu_check.sh --dry-run              # on a CPU: every step on tiny data (checks the script only)
 #

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -218,6 +219,44 @@ def test_adamw_is_fused_only_on_cuda_parameters():
     assert decided == [True]
 
 
+def test_fp16_step_with_fused_adamw_skips_an_overflow_like_the_default_adamw():
+    """A T4 trains in fp16 with a GradScaler, and on CUDA the loop's AdamW is fused: the scaler then hands the
+    inf check to the kernel (``found_inf``) after the loop has already unscaled the gradients for clipping. The
+    loop's own step (``engine._optimizer_step``) with a fused and with the default AdamW, both on the CPU (where
+    torch has the fused kernel too): the same updates, and a step whose gradient overflowed is skipped by both
+    (weights and AdamW's step count unchanged, the scale halved), not applied as inf/NaN."""
+    from types import SimpleNamespace
+
+    from fer_lib.train.engine import _optimizer_step
+
+    x, y = torch.randn(32, 8, generator=torch.Generator().manual_seed(0)), torch.arange(32) % 3
+    runs = {}
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = nn.Linear(8, 3)
+        cfg = TrainConfig(optimizer="adamw", lr=1e-2, grad_clip=1.0)
+        run = SimpleNamespace(optimizer=build_optimizer(model, cfg, fused=fused), scaler=torch.amp.GradScaler("cpu"),
+                              cfg=cfg, params=list(model.parameters()), ema=None, raw=model)
+        assert bool(run.optimizer.defaults.get("fused")) is fused
+        poison = {"on": False}
+        model.weight.register_hook(lambda g, poison=poison: g.index_fill(1, torch.tensor([0]), float("inf"))
+                                   if poison["on"] else g)
+        log = []
+        for step in range(4):
+            poison["on"] = step == 2  # the backward of step 2 overflows
+            before = model.weight.detach().clone()
+            with torch.autocast("cpu", dtype=torch.float16):
+                loss = F.cross_entropy(model(x).float(), y)
+            _optimizer_step(run, loss)
+            log.append((not torch.equal(before, model.weight), run.scaler.get_scale(),
+                        run.optimizer.state[model.weight]["step"].item()))
+            assert torch.isfinite(model.weight).all()
+        runs[fused] = (log, model.weight.detach().clone())
+    assert runs[True][0] == runs[False][0] == [(True, 65536.0, 1), (True, 65536.0, 2), (False, 32768.0, 2),
+                                                (True, 32768.0, 3)]
+    torch.testing.assert_close(runs[True][1], runs[False][1], rtol=1e-5, atol=1e-6)
+
+
 @pytest.fixture()
 def restore_determinism():
     state = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -336,25 +375,105 @@ def test_a_broken_packed_file_names_the_problem(tmp_path):
 # ---------------------------------------------------------------------------------------- the acceptance script
 
 
-def test_gpu_check_dry_run_writes_one_json_summary(tmp_path, monkeypatch):
-    """The acceptance script's steps on a CPU with tiny synthetic data (compile and DDP are skipped here: DDP is
-    tested in test_ddp.py, and compiling on a CPU takes minutes)."""
-    monkeypatch.setenv("OUT", str(tmp_path / "out"))
-    (tmp_path / "out").mkdir()
+def _gpu_check():
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import gpu_check
     finally:
         sys.path.remove(str(ROOT / "scripts"))
-    code = gpu_check.main(["--dry-run", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "runs"),
-                           "--skip", "compile", "ddp", "--minutes", "0.05"])
+    return gpu_check
+
+
+#: Packages fer_lib depends on that the lent GPU machines' image does not have (its package list, read 2026-11-17;
+#: nothing can be installed there): the acceptance run must not need them.
+LENT_MACHINE_LACKS = ("pytorch_grad_cam", "ttach", "ipywidgets", "IPython", "dlib", "kagglehub")
+
+
+def test_gpu_check_dry_run_writes_one_json_summary(tmp_path):
+    """The acceptance script's steps on a CPU with tiny synthetic data (compile and DDP are skipped here: DDP is
+    tested in test_ddp.py, and compiling on a CPU takes minutes), in a Python where the packages the lent GPU
+    machine lacks cannot be imported; without a "before" checkout the overhead step times this one alone and
+    says so."""
+    (tmp_path / "out").mkdir()
+    argv = ["gpu_check.py", "--dry-run", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "runs"),
+            "--skip", "compile", "ddp", "--minutes", "0.05", "--overhead-rounds", "1",
+            "--before", str(tmp_path / "no_before")]
+    code = ("import runpy, sys\n"
+            f"sys.modules.update(dict.fromkeys({LENT_MACHINE_LACKS!r}))  # None: 'import X' fails, find_spec is None\n"
+            f"sys.argv = {argv!r}\n"
+            "runpy.run_path('scripts/gpu_check.py', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OUT": str(tmp_path / "out"), "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    code = proc.returncode
     summary = json.loads((tmp_path / "runs" / "summary.json").read_text())
-    assert code == 0 and summary["ok"], summary
+    assert code == 0 and summary["ok"] and summary["finished"], summary
     assert summary == json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert summary["env"]["amp"] == "fp32" and summary["data"]["synthetic"]
     main = summary["main"]
     assert main["epochs_run"] >= 1 and 0 <= main["best_val_acc"] <= 1 and main["train_images_per_sec"] > 0
+    assert main["minutes_asked"] == 0.05 and main["max_minutes"] == 0.05
+    history = json.loads((tmp_path / "out" / "gpu_main_history.json").read_text())
+    assert len(history) == main["epochs_run"] and history[-1]["val_acc"] == main["last_val_acc"]
+    over = summary["overhead"]
+    assert [r["checkout"] for r in over["rows"]] == ["."] and over["rows"][0]["overhead_ms"] > 0
+    assert over["before"] is None and "no_before" in over["note"] and "now_over_before" not in over
     assert "compile" not in summary and "ddp" not in summary
+
+
+def test_gpu_check_keeps_to_its_deadline_and_writes_the_summary_after_every_step(tmp_path, monkeypatch):
+    """A lent machine cuts a command at 10 minutes and returns only what its result folder holds: every finished
+    step is on disk before the next starts (``finished`` false until the end), and the main run gets the deadline's
+    rest -- none when too little is left, which fails the run with a reason instead of overrunning."""
+    monkeypatch.setenv("OUT", str(tmp_path / "out"))
+    (tmp_path / "out").mkdir()
+    gpu_check = _gpu_check()
+    seen = {}
+
+    def fake_train_once(data, out, name, device, **overrides):
+        on_disk = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+        seen[name] = (sorted(k for k, v in on_disk.items() if isinstance(v, dict)), on_disk["finished"],
+                      overrides["max_minutes"])
+        return {"run_dir": str(tmp_path), "max_minutes": overrides["max_minutes"]}
+
+    monkeypatch.setattr(gpu_check, "_train_once", fake_train_once)
+    args = ["--dry-run", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "runs"),
+            "--skip", "overhead", "ddp", "--minutes", "5"]
+    (tmp_path / "history.json").write_text("[]")
+    assert gpu_check.main([*args, "--deadline", "4"]) == 0
+    assert seen["compile_smoke"] == (["data", "env"], False, pytest.approx(2.0, abs=0.1))  # 4 - 1 reserve - 1
+    assert seen["gpu_main"][:2] == (["compile", "data", "env"], False)
+    assert seen["gpu_main"][2] == pytest.approx(3.0, abs=0.1)  # the deadline's rest less the reserve, not 5
+
+    seen.clear()
+    assert gpu_check.main([*args, "--deadline", "1.1"]) == 1
+    summary = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert summary["finished"] and not summary["ok"] and "gpu_main" not in seen
+    assert summary["main"]["error"].startswith("TimeoutError: the deadline (1.1 min) leaves")
+
+
+def test_gpu_check_prepare_exports_the_before_checkout_and_sizes_what_travels(tmp_path, capsys):
+    """``--prepare`` (the development machine's half): the pre-issue-20 package without its weights, the commit
+    for a machine without .git, the size that travels and the exact call; packing is skipped when a file is there."""
+    gpu_check = _gpu_check()
+    ok = subprocess.run(["git", "cat-file", "-e", f"{gpu_check.BEFORE_COMMIT}^{{commit}}"], cwd=ROOT,
+                        capture_output=True).returncode == 0
+    if not ok:
+        pytest.skip(f"this clone lacks commit {gpu_check.BEFORE_COMMIT} (shallow)")
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (packed / "fer.npz").write_bytes(b"\0" * 2**20)  # stands in for the packed data: only its size counts here
+    code = gpu_check.main(["--prepare", "--data-root", str(packed), "--before", str(tmp_path / "dd" / "before")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    before = tmp_path / "dd" / "before" / "fer_lib"
+    assert (before / "__init__.py").is_file() and (before / "train" / "engine.py").is_file()
+    assert not (before / "weights").exists()
+    assert (tmp_path / "dd" / "commit.txt").read_text().strip()
+    tree = gpu_check._travel_mib([])
+    travels = float(out.split("travels: ")[1].split(" MiB")[0])
+    assert tree + 1.0 < travels < tree + 4.0  # the tree, the 1 MiB file and an old fer_lib of ~1 MiB
+    assert 'run(command="bash scripts/gpu_check.sh", timeout_s=600, carry=[' in out
 
 
 def test_step_overhead_measures_the_loop_with_a_negligible_model():
