@@ -111,3 +111,17 @@ def test_bench_precisions_rows_and_errors(tmp_path, capsys):
     assert "--precisions: unknown ['fp8']" in capsys.readouterr().err
     assert _bench(["--variants", "small", "--precisions", "fp16"]) == 2
     assert "needs a CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--overhead-args", "--data-args"])
+def test_bench_nested_options_have_a_help_that_the_error_names(flag, capsys):
+    """The options inside ``--overhead-args "..."`` / ``--data-args "..."``: ``FLAG=--help`` lists them (exit 0,
+    nothing timed), and a bad one is one error line pointing at that form (a bare ``--help`` after the flag would
+    be bench's own)."""
+    mode = "--step-overhead" if flag == "--overhead-args" else "--data"
+    assert cli_main(["bench", mode, f"{flag}=--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: python -m fer_lib bench {mode} {flag}") and "--batch-size" in out
+    assert cli_main(["bench", mode, f"{flag}=--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: unrecognized arguments: --bogus (see `python -m fer_lib bench {mode} {flag}=--help`)\n")

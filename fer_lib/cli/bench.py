@@ -41,15 +41,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step-overhead", action="store_true",
                         help="time the training loop's step with a one-layer model instead (fer_lib.train.overhead)")
     parser.add_argument("--overhead-args", default="",
-                        help="options of the step-overhead benchmark, one string: " + _overhead_parser()
-                        .format_usage().strip().removeprefix("usage: "))
+                        help="options of the step-overhead benchmark, one string (--overhead-args=--help "
+                        "explains them): " + _options(_overhead_parser()))
     parser.add_argument("--data-args", default="",
-                        help="options of the data benchmark, one string: " + _data_parser().format_usage().strip()
-                        .removeprefix("usage: "))
+                        help="options of the data benchmark, one string (--data-args=--help explains them): "
+                        + _options(_data_parser()))
+
+
+def _options(parser: argparse.ArgumentParser) -> str:
+    """A nested parser's usage without its ``usage: prog`` head (for the help of the option that takes it)."""
+    usage = " ".join(parser.format_usage().split())
+    return usage.removeprefix(f"usage: {parser.prog} ").replace("[-h] ", "")
+
+
+class _NestedParser(_Parser):
+    """The parser of one option's string (``--overhead-args "..."``): its help is reached as ``--overhead-args=--help``
+    (a bare ``--help`` after the option would be the bench command's own)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog}=--help`)\n")
 
 
 def _data_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="bench --data --data-args", add_help=False)
+    p = _NestedParser(prog="python -m fer_lib bench --data --data-args", description="Options of the data benchmark, "
+                "given as one string: --data-args \"--batch-size 256 --threads 1\".")
     p.add_argument("--root", default=None, help="FER2013 location (default: FER2013_DIR or ../shared/fer2013)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--iters", type=int, default=30, help="augmentation batches timed")
@@ -71,7 +86,8 @@ def _write_json(rows: list, where: str | None) -> None:
 
 
 def _overhead_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="bench --step-overhead --overhead-args", add_help=False)
+    p = _NestedParser(prog="python -m fer_lib bench --step-overhead --overhead-args", description="Options of the "
+                "step-overhead benchmark, given as one string: --overhead-args \"--compare ../before --rounds 3\".")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=20, help="optimiser steps per epoch")
     p.add_argument("--epochs", type=int, default=4, help="epochs; the first is a warm-up and is not timed")
@@ -94,8 +110,8 @@ def _run_overhead(args: argparse.Namespace) -> int:
 
     try:
         o = _overhead_parser().parse_args(shlex.split(args.overhead_args))
-    except SystemExit as e:
-        return int(e.code or 2)
+    except SystemExit as e:  # --help (0) or a bad option (2, one error line)
+        return int(e.code or 0)
     here = Path(__file__).resolve().parents[2]
     kwargs = dict(steps=o.steps, batch_size=o.batch_size, epochs=o.epochs, preset=o.preset, device=o.device,
                   threads=o.threads, overrides={"augment": False} if o.no_augment else None,
@@ -126,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             d = _data_parser().parse_args(shlex.split(args.data_args))
         except SystemExit as e:
-            return int(e.code or 2)
+            return int(e.code or 0)
         rows = run_data_bench(d.root, d.batch_size, d.iters, d.device, d.threads)
         print("\n" + format_table(rows))
         return 0
