@@ -10,16 +10,17 @@ Steps (each recorded in the summary, a failing step does not stop the others):
    (``fer_lib.train.setup.precision_for``: bf16 on compute capability >= 8, fp16 with a GradScaler below).
 2. ``data``: FER2013 from ``--data-root`` (default ``data/packed``, the git-ignored file written by
    ``scripts/pack_fer2013.py``, small enough to travel with the checkout; any form ``load_fer2013`` reads works).
-3. ``compile``: the ``gpu`` preset with ``compile=True`` for one short epoch on a subset (compiles, trains,
-   validates).
-3. ``overhead``: the training loop's per-step overhead on the GPU (:func:`fer_lib.train.overhead.step_overhead`:
+3. ``cost``: what each SOTAResEmote module costs on the GPU (``fer_lib.bench``: ``sota_resemote_small`` with each
+   module off in turn, and ``sota_resemote_small_lean``, against ``baseline_resnet18``, batch 256, the ``gpu``
+   preset's precision, channels_last): on a CPU the modules cost 1.2-1.35x the baseline's training time.
+4. ``overhead``: the training loop's per-step overhead on the GPU (:func:`fer_lib.train.overhead.step_overhead`:
    the ``gpu`` preset's step with a one-layer model, batch 256), alternated round by round with the checkout from
    before issue 20 (``--before``, default ``device_data/before``, written by ``--prepare``) when it is there: the
    issue's target is at most a third of the old overhead.
-4. ``compile``: the ``gpu`` preset with ``compile=True`` for one short epoch on a subset (compiles, trains,
+5. ``compile``: the ``gpu`` preset with ``compile=True`` for one short epoch on a subset (compiles, trains,
    validates).
-5. ``ddp``: when 2 or more GPUs are present, ``torchrun --nproc_per_node 2 -m fer_lib train`` for one short epoch.
-6. ``main``: the ``gpu`` preset for ``--minutes`` (the schedule fitted to that budget), cut to what the
+6. ``ddp``: when 2 or more GPUs are present, ``torchrun --nproc_per_node 2 -m fer_lib train`` for one short epoch.
+7. ``main``: the ``gpu`` preset for ``--minutes`` (the schedule fitted to that budget), cut to what the
    ``--deadline`` leaves after the earlier steps: epochs, best and last PublicTest accuracy (EMA weights, one
    forward pass), training images/s (epochs after the first), peak GPU memory, wall time.
 
@@ -171,6 +172,32 @@ def _overhead(args) -> dict:
     return out
 
 
+def _cost(args, device: str) -> dict:
+    """What each SOTAResEmote module costs on this device (``fer_lib.bench``, the models timed in alternated rounds
+    in one process): ``sota_resemote_small`` with each module off in turn, and the lean CPU design, each against
+    ``baseline_resnet18``, at batch 256 in the precision and memory format the ``gpu`` preset trains in."""
+    import torch
+
+    from fer_lib import bench
+    from fer_lib.train import preset_config
+    from fer_lib.train.setup import precision_for
+
+    dev = torch.device(device)
+    amp = precision_for(preset_config("gpu").amp, dev)
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp.dtype] + "-nhwc"
+    if args.dry_run:  # checks the step only
+        settings, groups = bench.BenchSettings(batch_size=4, iters=1, warmup=0), bench.plan_groups(["small"])
+    else:
+        settings = bench.BenchSettings(batch_size=256, iters=10, warmup=3)
+        groups = (bench.plan_groups(["small"], ablate=True, precisions=(precision,))
+                  + bench.plan_groups(["sota_resemote_small_lean"], precisions=(precision,)))
+    results = [bench.bench_group(specs, settings, dev) for specs in groups]
+    keep = ("label", "params_m", "gflops_x", "train_img_s", "train_x", "train_x_paired", "infer_ms_img", "infer_x")
+    return {"precision": precision, "batch_size": settings.batch_size, "iters": settings.iters,
+            "rows": [{k: r[k] for k in keep} for g in results for r in g],
+            "table": "\n\n".join(bench.format_rows(g) for g in results)}
+
+
 def _rel(path: Path) -> str:
     path = Path(path).resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -248,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepare", action="store_true",
                         help="on the development machine: pack FER2013 (when missing), export the 'before' checkout "
                              "into device_data/, check the size that travels and print the call")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["overhead", "compile", "ddp", "main"],
+    parser.add_argument("--skip", nargs="*", default=[], choices=["cost", "overhead", "compile", "ddp", "main"],
                         help="steps to skip")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu_check", help="run folders and summary")
     parser.add_argument("--dry-run", action="store_true",
@@ -294,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     tiny = dict(model="baseline_resnet18", batch_size=32, subset_train=128, subset_val=64) if args.dry_run else {}
     smoke = dict(epochs=1, subset_train=args.smoke_images, subset_val=args.smoke_val, fit_budget=False,
                  max_minutes=None)
+    if "cost" not in args.skip:
+        step("cost", lambda: _cost(args, device))
     if "overhead" not in args.skip:
         step("overhead", lambda: _overhead(args))
     if data is not None and "compile" not in args.skip:

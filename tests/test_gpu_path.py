@@ -418,6 +418,9 @@ def test_gpu_check_dry_run_writes_one_json_summary(tmp_path):
     over = summary["overhead"]
     assert [r["checkout"] for r in over["rows"]] == ["."] and over["rows"][0]["overhead_ms"] > 0
     assert over["before"] is None and "no_before" in over["note"] and "now_over_before" not in over
+    cost = summary["cost"]  # the module-cost benchmark: the baseline first, ratios to it
+    assert [r["label"] for r in cost["rows"]] == ["baseline_resnet18", "sota_resemote_small"]
+    assert cost["rows"][0]["train_x"] == 1.0 and cost["rows"][1]["gflops_x"] > 1 and cost["precision"] == "fp32-nhwc"
     assert "compile" not in summary and "ddp" not in summary
 
 
@@ -438,7 +441,7 @@ def test_gpu_check_keeps_to_its_deadline_and_writes_the_summary_after_every_step
 
     monkeypatch.setattr(gpu_check, "_train_once", fake_train_once)
     args = ["--dry-run", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "runs"),
-            "--skip", "overhead", "ddp", "--minutes", "5"]
+            "--skip", "cost", "overhead", "ddp", "--minutes", "5"]
     (tmp_path / "history.json").write_text("[]")
     assert gpu_check.main([*args, "--deadline", "4"]) == 0
     assert seen["compile_smoke"] == (["data", "env"], False, pytest.approx(2.0, abs=0.1))  # 4 - 1 reserve - 1
