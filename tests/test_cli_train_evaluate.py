@@ -72,6 +72,42 @@ def test_error_in_a_real_process_has_no_traceback(tmp_path):
     assert_one_error_line(proc.stderr, "x.pt does not exist")
 
 
+OWN_WARNING_SCRIPT = """
+import sys, warnings
+import torch
+from fer_lib import cli
+from fer_lib.train import setup
+
+setup.cpu_has_native_bf16 = lambda: False  # so that --amp bf16 warns on any CPU, from inside train()
+code = cli.main(sys.argv[1:])
+with cli.one_line_warnings():  # another package's warning, under the CLI's formatting
+    warnings.warn_explicit("an other package's warning", UserWarning, "/elsewhere/other_pkg/mod.py", 7)
+print("--- outside the CLI", file=sys.stderr)
+warnings.simplefilter("always")
+setup.precision_for("bf16", torch.device("cpu"))
+sys.exit(code)
+"""
+
+
+def test_own_warnings_are_one_line_without_the_machines_path(tmp_path):
+    argv = ["train", "--data", "synthetic", "--synthetic-train", "32", "--synthetic-val", "16", "--epochs", "1",
+            "--batch-size", "16", "--model", "baseline_resnet18", "--model-option", "stem=default", "--no-progress",
+            "--device", "cpu", "--amp", "bf16", "--out", str(tmp_path), "--name", "warn"]
+    proc = subprocess.run([sys.executable, "-c", OWN_WARNING_SCRIPT, *argv], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    inside, outside = proc.stderr.split("--- outside the CLI")
+    lines = inside.strip().splitlines()
+    own = [line for line in lines if "bf16" in line]
+    assert len(own) == 1 and own[0].startswith("warning: amp='bf16' on a CPU without native bf16"), lines
+    assert "fp32" in own[0] and "engine.py" not in own[0] and "UserWarning" not in own[0]
+    assert "precision = " not in inside  # nor the source line Python repeats below its own form
+    # another package's warning keeps Python's form: there the file says where to look
+    assert any(line.startswith("/elsewhere/other_pkg/mod.py:7: UserWarning: an other package") for line in lines)
+    # outside the CLI (notebooks, library callers) Python's own form is back
+    assert "UserWarning: amp='bf16'" in outside and "warning: amp" not in outside
+
+
 TINY = ["--data", "synthetic", "--synthetic-train", "64", "--synthetic-val", "40", "--epochs", "1",
         "--batch-size", "32", "--model", "baseline_resnet18", "--model-option", "stem=default", "--no-progress"]
 

@@ -11,9 +11,11 @@ its how-to-get-FER2013 hint below that line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
+import warnings
 
 #: command -> (module, one-line help); every module is in this package and defines add_arguments() and run()
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -89,8 +91,39 @@ def _one_line(e: BaseException) -> str:
     return msg
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Inside it, a warning raised in fer_lib's own code prints as ``warning: <message>`` on one line.
+
+    Python's default form names the source file by its absolute path and repeats the source line (for example
+    ``/home/me/fer_lib/train/engine.py:288: UserWarning: ...`` then ``precision = ...``), which says nothing to
+    someone running the command and puts the machine's paths into run logs. Warnings from other packages keep
+    Python's form: there the file says where to look. Filters (``-W``, ``PYTHONWARNINGS``) apply as usual.
+    """
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        path = os.path.abspath(filename or "")
+        if path.startswith(_PACKAGE_DIR + os.sep):
+            print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m fer_lib`` and the ``fer-lib`` script; returns the exit code."""
+    with one_line_warnings():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
