@@ -257,7 +257,7 @@ def run_group(group: list[tuple[str, int | None]], plan: AblationPlan, parallel:
             run = run_name(name, seed)
             cmd = train_command(name, plan, seed)
             log = open(plan.out / f"{run}.log", "w")  # noqa: SIM115 (closed when the run ends)
-            log.write("$ " + shlex.join(cmd) + "\n")
+            log.write("$ python " + shlex.join(cmd[1:]) + "\n")  # not sys.executable: no machine paths in logs
             log.flush()
             print(f"[ablation] start {run}: {shlex.join(cmd[1:])}", flush=True)
             running[run] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)

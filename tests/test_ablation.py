@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from fer_lib import ablation
 
@@ -96,6 +97,8 @@ def test_ablation_runs_and_tables_real_runs(tmp_path, capsys):
     assert json.loads((out / "no_gem" / "config.json").read_text())["model_overrides"] == {"stem": "default",
                                                                                           "input_size": 48, "gem": False}
     assert "| no_gem |" in (out / "ablation.md").read_text()
+    header = (out / "no_gem.log").read_text().splitlines()[0]  # the command, rerunnable, without this machine's path
+    assert header.startswith("$ python -m fer_lib train ") and sys.executable not in header, header
     # a run that fails (an unknown flag) is reported, and the driver exits non-zero
     assert _main(["--data", "synthetic", "--minutes", "0.1", "--only", "no_aux", "--out", str(out), "--",
                           "--no-such-flag"]) == 1
