@@ -101,20 +101,22 @@ def one_line_warnings():
     Python's default form names the source file by its absolute path and repeats the source line (for example
     ``/home/me/fer_lib/train/engine.py:288: UserWarning: ...`` then ``precision = ...``), which says nothing to
     someone running the command and puts the machine's paths into run logs. Warnings from other packages keep
-    Python's form: there the file says where to look. Filters (``-W``, ``PYTHONWARNINGS``) apply as usual.
+    Python's form: there the file says where to look. Filters (``-W``, ``PYTHONWARNINGS``) apply as usual, and so
+    does anything that records warnings (``pytest.warns``, ``catch_warnings(record=True)``): only the text a printed
+    warning gets changes (``warnings.formatwarning``), not where warnings go.
     """
-    default = warnings.showwarning
+    default = warnings.formatwarning
 
-    def show(message, category, filename, lineno, file=None, line=None):
-        path = os.path.abspath(filename or "")
-        if path.startswith(_PACKAGE_DIR + os.sep):
-            print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
-        else:
-            default(message, category, filename, lineno, file, line)
+    def format_warning(message, category, filename, lineno, line=None):
+        if os.path.abspath(filename or "").startswith(_PACKAGE_DIR + os.sep):
+            return f"warning: {' '.join(str(message).split())}\n"
+        return default(message, category, filename, lineno, line)
 
-    with warnings.catch_warnings():
-        warnings.showwarning = show
+    warnings.formatwarning = format_warning
+    try:
         yield
+    finally:
+        warnings.formatwarning = default
 
 
 def main(argv: list[str] | None = None) -> int:
