@@ -257,9 +257,10 @@ def run_group(group: list[tuple[str, int | None]], plan: AblationPlan, parallel:
             run = run_name(name, seed)
             cmd = train_command(name, plan, seed)
             log = open(plan.out / f"{run}.log", "w")  # noqa: SIM115 (closed when the run ends)
-            log.write("$ python " + shlex.join(cmd[1:]) + "\n")  # not sys.executable: no machine paths in logs
+            shown = shlex.join(cmd[1:])  # without sys.executable: no machine paths in logs
+            log.write(f"$ python {shown}\n")
             log.flush()
-            print(f"[ablation] start {run}: {shlex.join(cmd[1:])}", flush=True)
+            print(f"[ablation] start {run}: {shown}", flush=True)
             running[run] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
         time.sleep(2)
         for run, (proc, log) in list(running.items()):
