@@ -18,7 +18,7 @@ the table gives each variant's mean and spread over seeds and its paired differe
 Usage::
 
     python -m fer_lib ablation --minutes 15 --parallel 2 --threads 1       # 10 runs on FER2013, ~72 min on 2 cores
-    python -m fer_lib ablation --paired --seeds 0 1 --only baseline full --base sota_resemote_small_lean \
+    python -m fer_lib ablation --paired --seeds 0 1 --only baseline full --base sota_resemote_small \
         --minutes 58 --threads 1 --preset cpu --input-size 64              # two seeds x two variants, ~2 h
     python -m fer_lib ablation --only baseline full no_cbam --minutes 5
     python -m fer_lib ablation --data synthetic --minutes 0.3              # a pipeline check, not a result
@@ -43,15 +43,15 @@ from fer_lib.plots import plot_run_curves
 #: variant name -> (model, model options beyond the base stem, extra ``train`` flags)
 VARIANTS: dict[str, tuple[str, dict, list[str]]] = {
     "baseline": ("baseline_resnet18", {}, []),
-    "full": ("sota_resemote_small", {}, []),
-    "no_fusion": ("sota_resemote_small", {"fusion": False}, []),
-    "no_cbam": ("sota_resemote_small", {"cbam": False}, []),
-    "no_region": ("sota_resemote_small", {"region": False}, []),
-    "no_anchor": ("sota_resemote_small", {"anchor": False}, []),
-    "no_transformer": ("sota_resemote_small", {"transformer": False}, []),
-    "no_gem": ("sota_resemote_small", {"gem": False}, []),
-    "no_aux": ("sota_resemote_small", {"aux": False}, []),
-    "full_seed1": ("sota_resemote_small", {}, ["--seed", "1"]),
+    "full": ("sota_resemote_small_v1", {}, []),
+    "no_fusion": ("sota_resemote_small_v1", {"fusion": False}, []),
+    "no_cbam": ("sota_resemote_small_v1", {"cbam": False}, []),
+    "no_region": ("sota_resemote_small_v1", {"region": False}, []),
+    "no_anchor": ("sota_resemote_small_v1", {"anchor": False}, []),
+    "no_transformer": ("sota_resemote_small_v1", {"transformer": False}, []),
+    "no_gem": ("sota_resemote_small_v1", {"gem": False}, []),
+    "no_aux": ("sota_resemote_small_v1", {"aux": False}, []),
+    "full_seed1": ("sota_resemote_small_v1", {}, ["--seed", "1"]),
 }
 
 #: Resolution probes of the baseline (run with ``--only``; not part of the default list): the stock stem leaves
@@ -101,14 +101,14 @@ class AblationPlan:
     input_size: int = 48
     data: str = "fer2013"
     out: Path = Path("runs/ablation")
-    base: str = "sota_resemote_small"
+    base: str = "sota_resemote_small_v1"
     train_args: list[str] = field(default_factory=list)
 
 
 def train_command(name: str, plan: AblationPlan, seed: int | None = None) -> list[str]:
     """The ``python -m fer_lib train`` command line of one variant (with ``seed``: the paired run of that seed)."""
     model, options, extra = ALL[name]
-    if model == "sota_resemote_small":  # the full model and its module-removal variants start from plan.base
+    if model == "sota_resemote_small_v1":  # the full model and its module-removal variants start from plan.base
         model = plan.base or model
     cmd = [sys.executable, "-m", "fer_lib", "train", "--preset", plan.preset, "--model", model,
            "--max-minutes", str(plan.minutes), "--fit-budget", "--threads", str(plan.threads),
@@ -248,7 +248,13 @@ def finished_runs(out: Path, paired: bool) -> list[str]:
 
 
 def run_group(group: list[tuple[str, int | None]], plan: AblationPlan, parallel: int) -> list[str]:
-    """Run ``group``'s train commands, ``parallel`` at a time; returns the names of the runs that failed."""
+    """Run ``group``'s train commands, ``parallel`` at a time; returns the names of the runs that failed.
+
+    Raises:
+        ValueError: ``parallel`` below 1 (no run would ever start).
+    """
+    if parallel < 1:
+        raise ValueError(f"--parallel {parallel}: must be at least 1 (the number of runs at once)")
     failed: list[str] = []
     queue, running = list(group), {}
     while queue or running:

@@ -38,7 +38,7 @@ from fer_lib.inference.models import resolve_device  # noqa: F401 - part of this
 from fer_lib.models.registry import count_parameters, create_model, model_config
 from fer_lib.models.sota_resemote import ModelOutput, SOTAResEmoteConfig
 
-SHORT = {"small": "sota_resemote_small", "medium": "sota_resemote_medium", "large": "sota_resemote_large"}
+SHORT = {"small": "sota_resemote_small", "small_v1": "sota_resemote_small_v1", "medium": "sota_resemote_medium", "large": "sota_resemote_large"}
 
 #: ``--precisions`` names -> (autocast dtype or None for fp32, channels_last). On a CPU, bf16 autocast is fast only
 #: with native bf16 instructions (AVX512-BF16 or AMX); fp16 needs CUDA.

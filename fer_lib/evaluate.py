@@ -26,9 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_lib import EMOTIONS
+from fer_lib.data import FERDataError, load_fer2013, load_synthetic, split_by_name
+from fer_lib.inference import describe_model, is_bundled, load_model, resolve_device
 from fer_lib.inference.models import model_in_chans as model_channels  # noqa: F401 - the old name
 from fer_lib.inference.proba import TTA_MODES, predict_proba, tta_views  # noqa: F401 - re-exported
 from fer_lib.metrics import classification_metrics, expected_calibration_error, reliability_bins
+from fer_lib.plots import plot_confusion, plot_reliability
+from fer_lib.paths import file_in_the_way, find_fer2013, unwritable  # noqa: F401 - file_in_the_way: re-exported (it lived here)
 
 N_BINS = 15
 
@@ -98,13 +102,9 @@ class EvalReport:
         return "\n".join(lines)
 
     def plot_confusion(self, ax=None):
-        from fer_lib.plots import plot_confusion
-
         return plot_confusion(self.confusion, self.class_names, title=f"{self.split} (row-normalised)", ax=ax)
 
     def plot_reliability(self, ax=None):
-        from fer_lib.plots import plot_reliability
-
         return plot_reliability(self.reliability, self.ece, title=f"reliability, {self.split}", ax=ax)
 
 
@@ -167,14 +167,6 @@ def save_figures(report: EvalReport, out_dir: str | Path, prefix: str = "") -> l
     return paths
 
 
-def file_in_the_way(folder) -> Path | None:
-    """The existing file, if any, that keeps ``folder`` from being created: ``folder`` itself or one of its parents."""
-    for p in (Path(folder), *Path(folder).parents):
-        if p.exists():
-            return None if p.is_dir() else p
-    return None
-
-
 def run_evaluation(checkpoint=None, *, split: str = "PublicTest", tta: str = "none", data_root=None,
                    data: str = "fer2013", out=None, device="auto", batch_size: int = 256, use_ema: bool = True,
                    on_error: str = "raise", log=print) -> tuple[EvalReport, Path, list[Path]]:
@@ -182,7 +174,8 @@ def run_evaluation(checkpoint=None, *, split: str = "PublicTest", tta: str = "no
     the split by name, evaluate, and write ``report.json`` and the figures.
 
     Args:
-        checkpoint: a ``best.pt`` / ``last.pt`` or ``.safetensors`` file; ``None``: :func:`fer_lib.pretrained`.
+        checkpoint: a ``best.pt`` / ``last.pt`` or ``.safetensors`` file, or a bundled name (``"ensemble"``, ...:
+            :func:`fer_lib.inference.list_pretrained`); ``None``: :func:`fer_lib.pretrained`.
         split: any split name :func:`fer_lib.data.split_by_name` accepts (``PrivateTest`` of a full Kaggle folder).
         tta: ``"none"``, ``"flip"`` or ``"tencrop"``.
         data_root: FER2013 in any form :mod:`fer_lib.data` reads; ``None`` searches (``FER2013_DIR``, ...).
@@ -199,13 +192,10 @@ def run_evaluation(checkpoint=None, *, split: str = "PublicTest", tta: str = "no
     Raises:
         FERDataError: FER2013 not found, or a malformed file in it.
         CheckpointError: a checkpoint that is not one of fer_lib's.
-        ValueError: a bad ``batch_size`` or ``on_error``, or an ``out`` that is a file (all before any work).
+        ValueError: a bad ``batch_size`` or ``on_error``, an ``out`` that is a file, or a report folder that
+            cannot be written (all before any work).
         KeyError: a split name the data does not have.
     """
-    from fer_lib.data import FERDataError, load_fer2013, load_synthetic, split_by_name
-    from fer_lib.inference import describe_model, load_model, resolve_device
-    from fer_lib.paths import find_fer2013
-
     if batch_size < 1:
         raise ValueError(f"--batch-size {batch_size}: must be a positive number of images")
     if on_error not in ("raise", "skip"):
@@ -214,6 +204,14 @@ def run_evaluation(checkpoint=None, *, split: str = "PublicTest", tta: str = "no
     if blocked is not None:
         raise ValueError(f"--out {out}: {blocked} is a file, not a folder; pass a folder for report.json and the "
                          "figures")
+    # where the report will go (default: beside the checkpoint, or under runs/): writable, before any work
+    given = Path(checkpoint) if isinstance(checkpoint, (str, Path)) and checkpoint else None
+    target = Path(out) if out is not None else given.parent if given is not None and given.is_file() else Path("runs")
+    locked = unwritable(target)
+    if locked is not None:
+        where = f"--out {out}" if out is not None else f"the default report folder (under {target})"
+        raise ValueError(f"{where} cannot be written: {locked} is read-only for this user (permissions or a "
+                         "read-only file system); pass --out with a folder you can write to")
     device = resolve_device(device)
     model = load_model(checkpoint, device=device, use_ema=use_ema)
     log(f"model: {describe_model(model)}")
@@ -236,7 +234,7 @@ def run_evaluation(checkpoint=None, *, split: str = "PublicTest", tta: str = "no
     report.notes += [f"data: {n}" for n in getattr(loaded, "notes", [])]
     if out:
         out_dir = Path(out)
-    elif checkpoint:
+    elif checkpoint and not is_bundled(model):
         out_dir = Path(checkpoint).parent / f"eval_{chosen.name}_{tta}"
     else:  # the bundled weights live inside the installed package: never write there
         out_dir = Path("runs") / f"eval_{Path(source).stem}" / f"{chosen.name}_{tta}"

@@ -9,6 +9,10 @@
       ECE = sum_b (|B_b| / N) * |accuracy(B_b) - mean confidence(B_b)|
 
   A perfectly calibrated model (70% confident -> right 70% of the time) has ECE 0.
+* Comparing two models on the *same* faces (:func:`compare_models`): a paired bootstrap confidence interval of
+  each difference (resample the faces, keep each face's pair of predictions together; Efron & Tibshirani 1993)
+  and McNemar's exact test on the faces where exactly one model is right (McNemar 1947; Dietterich 1998,
+  https://doi.org/10.1162/089976698300017197, recommends it for comparing two classifiers on one test set).
 """
 
 from __future__ import annotations
@@ -108,10 +112,75 @@ def normalize_confusion(confusion) -> np.ndarray:
     return np.divide(c, rows, out=np.zeros_like(c), where=rows > 0)
 
 
-def __getattr__(name: str):
-    """The plots moved to :mod:`fer_lib.plots`; ``fer_lib.metrics.plot_confusion`` / ``plot_reliability`` still work."""
-    if name in ("plot_confusion", "plot_reliability"):
-        from fer_lib import plots
+def top_confusions(confusion, k: int = 3, class_names=EMOTIONS) -> list[tuple[str, str, float]]:
+    """The ``k`` largest off-diagonal cells of the row-normalised confusion matrix: ``(true, predicted, rate)``,
+    where ``rate`` is the share of the true class predicted as the other (largest first)."""
+    rates = normalize_confusion(confusion)
+    np.fill_diagonal(rates, -1.0)
+    order = np.argsort(-rates, axis=None)[:k]
+    return [(class_names[i], class_names[j], float(rates[i, j])) for i, j in zip(*np.unravel_index(order, rates.shape))]
 
-        return getattr(plots, name)
-    raise AttributeError(f"module 'fer_lib.metrics' has no attribute {name!r}")
+
+def _scores(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[accuracy, macro-F1, F1 of class 0 .. num_classes-1]`` of one set of predictions (float64)."""
+    cm = np.bincount(labels * num_classes + preds, minlength=num_classes * num_classes).reshape(num_classes, -1)
+    tp = np.diag(cm).astype(np.float64)
+    denom = cm.sum(0) + cm.sum(1)  # predicted + true = 2 TP + FP + FN
+    f1 = np.divide(2 * tp, denom, out=np.zeros(num_classes), where=denom > 0)
+    return np.concatenate([[tp.sum() / len(labels), f1.mean()], f1])
+
+
+def mcnemar_test(labels, pred_a, pred_b) -> dict:
+    """McNemar's exact test: do two classifiers err on the same faces at different rates?
+
+    Only the discordant faces count: ``b`` (A right, B wrong) and ``c`` (A wrong, B right). Under the null
+    hypothesis that both models are equally accurate, ``b ~ Binomial(b + c, 1/2)``; the two-sided exact p-value is
+    ``min(1, 2 * P(X <= min(b, c)))``.
+
+    Returns:
+        ``{"a_only": b, "b_only": c, "p_value": p}``.
+    """
+    from scipy.stats import binom
+
+    y, a, b_ = _np(labels).astype(np.int64), _np(pred_a).astype(np.int64), _np(pred_b).astype(np.int64)
+    if not (len(y) == len(a) == len(b_)) or len(y) == 0:
+        raise ValueError(f"mcnemar_test: labels and both predictions need the same non-zero length, got "
+                         f"{len(y)}, {len(a)}, {len(b_)}")
+    ra, rb = a == y, b_ == y
+    b, c = int((ra & ~rb).sum()), int((~ra & rb).sum())
+    p = 1.0 if b + c == 0 else min(1.0, 2.0 * float(binom.cdf(min(b, c), b + c, 0.5)))
+    return {"a_only": b, "b_only": c, "p_value": p}
+
+
+def compare_models(labels, pred_a, pred_b, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+                   class_names=EMOTIONS) -> dict:
+    """Model B minus model A on the same faces: each difference with a paired bootstrap interval, and McNemar.
+
+    Args:
+        labels, pred_a, pred_b: ``[N]`` true labels and the two models' predicted classes on the same faces.
+        n_boot: bootstrap resamples of the ``N`` faces (with replacement, pairs kept together).
+        level: the interval's coverage (percentile interval).
+        seed: the resampling seed (the same seed gives the same interval).
+
+    Returns:
+        ``{"rows": [{"metric", "a", "b", "diff", "low", "high"}, ...], "mcnemar": mcnemar_test(...), "n": N}``;
+        rows are accuracy, macro-F1 and the F1 of each class.
+    """
+    y, a, b = _np(labels).astype(np.int64), _np(pred_a).astype(np.int64), _np(pred_b).astype(np.int64)
+    if not (len(y) == len(a) == len(b)) or len(y) == 0:
+        raise ValueError(f"compare_models: labels and both predictions need the same non-zero length, got "
+                         f"{len(y)}, {len(a)}, {len(b)}")
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError(f"compare_models: level must be in (0, 1) and n_boot >= 1, got {level}, {n_boot}")
+    k = len(class_names)
+    score_a, score_b = _scores(y, a, k), _scores(y, b, k)
+    rng = np.random.default_rng(seed)
+    diffs = np.empty((n_boot, k + 2))
+    for i in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        diffs[i] = _scores(y[idx], b[idx], k) - _scores(y[idx], a[idx], k)
+    low, high = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    names = ["accuracy", "macro_f1"] + [f"f1_{c}" for c in class_names]
+    rows = [{"metric": n, "a": float(sa), "b": float(sb), "diff": float(sb - sa), "low": float(lo), "high": float(hi)}
+            for n, sa, sb, lo, hi in zip(names, score_a, score_b, low, high)]
+    return {"rows": rows, "mcnemar": mcnemar_test(y, a, b), "n": int(len(y)), "level": level, "n_boot": n_boot}

@@ -71,6 +71,27 @@ def display_path(path: str | os.PathLike) -> str:
         return str(Path("...", *p.parts[-2:]))
 
 
+def file_in_the_way(folder: str | os.PathLike) -> Path | None:
+    """The existing file, if any, that keeps ``folder`` from being created: ``folder`` itself or one of its parents."""
+    for p in (Path(folder), *Path(folder).parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
+def unwritable(folder: str | os.PathLike) -> Path | None:
+    """The existing folder at or above ``folder`` that this process may not write into (permissions, a read-only
+    file system), so that ``folder`` or a file in it cannot be written; ``None`` when it can be (or when a file is
+    in the way: :func:`file_in_the_way` names that). Checked with ``os.access``: nothing is written."""
+    path = Path(folder).absolute()
+    for p in (path, *path.parents):
+        if p.is_dir():
+            return None if os.access(p, os.W_OK | os.X_OK) else p
+        if p.exists():
+            return None
+    return None
+
+
 def cache_dir() -> Path:
     """Folder for decoded-data caches (``FER_CACHE_DIR`` or ``~/.cache/fer_lib``)."""
     env = os.environ.get("FER_CACHE_DIR")

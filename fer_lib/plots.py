@@ -13,6 +13,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from fer_lib import EMOTIONS
+from fer_lib.metrics import normalize_confusion
 
 
 def plot_history(history, title: str | None = None):
@@ -85,8 +86,6 @@ def plot_confusion(confusion, class_names=EMOTIONS, title: str = "confusion matr
     """Seaborn heatmap of the row-normalised confusion matrix with class names; returns the figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from fer_lib.metrics import normalize_confusion
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 5.4))

@@ -1,8 +1,13 @@
 """A notebook widget: upload a photo, see the faces, the emotion probabilities and Grad-CAM.
 
 >>> from fer_lib.widget import emotion_widget
->>> emotion_widget()                                  # the bundled FER2013 model, in a Jupyter / Colab cell
->>> emotion_widget(checkpoint="runs/cpu/best.pt")     # or your own checkpoint
+>>> emotion_widget()                                  # choose among the bundled models, in a Jupyter / Colab cell
+>>> emotion_widget(checkpoint="ensemble")             # start with one of them (a bundled name) ...
+>>> emotion_widget(checkpoint="runs/cpu/best.pt")     # ... or your own checkpoint, offered beside them
+
+A "model" menu offers every bundled model (``fer_lib.inference.bundled_names()``: the course's SOTAResEmote, the
+ResNet18 and their ensemble), plus the checkpoint you pass; each is loaded when first chosen, and the line under
+the controls says which model answered.
 
 Before anything is uploaded (and under nbval, where nothing can be) it shows a sample photo: scikit-image's
 ``astronaut`` (Eileen Collins, NASA, public domain) when scikit-image is installed, else a drawn synthetic face.
@@ -19,10 +24,15 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 
+import cv2
 import numpy as np
 from matplotlib.figure import Figure
 
 from fer_lib import EMOTIONS
+from fer_lib.data import make_synthetic_faces
+from fer_lib.explain import compute_cam, overlay_cam, upsample_face
+from fer_lib.faces import EMOTION_COLORS, NoFaceError, annotate, load_image, predict_faces
+from fer_lib.inference import bundled_names, bundled_weights, describe_model, load_model
 
 
 def _uploaded_files(value) -> list[tuple[str, bytes]]:
@@ -55,10 +65,6 @@ def sample_image() -> tuple[str, np.ndarray, bool]:
 
         return "astronaut (scikit-image sample)", data.astronaut(), True
     except ImportError:
-        import cv2
-
-        from fer_lib.data import make_synthetic_faces
-
         face = make_synthetic_faces(7, seed=0)[0][3].numpy()  # one face; a drawn face needs no detection
         face = cv2.resize(face, (192, 192), interpolation=cv2.INTER_CUBIC)
         return "synthetic face (scikit-image not installed)", np.repeat(face[:, :, None], 3, axis=2), False
@@ -79,9 +85,6 @@ def render_prediction(model, image, *, name: str = "photo", detect: bool = True,
     Raises:
         NoFaceError: no face in the photo.
     """
-    from fer_lib.explain import compute_cam, overlay_cam, upsample_face
-    from fer_lib.faces import EMOTION_COLORS, annotate, load_image, predict_faces
-
     rgb = load_image(image)
     preds = predict_faces(model, rgb, detect=detect, select=select, top_k=top_k, source=name)
     shown = preds[:max_faces]
@@ -123,45 +126,62 @@ def emotion_widget(model=None, *, checkpoint=None, method: str = "gradcam"):
     """An upload-and-predict widget (``ipywidgets.VBox``); shows the sample photo until something is uploaded.
 
     Args:
-        model: a fer_lib classifier; when ``None`` it is loaded from ``checkpoint``.
-        checkpoint: checkpoint or ``.safetensors`` path used when ``model`` is ``None`` (default: the bundled
-            FER2013 model, :func:`fer_lib.pretrained`).
+        model: a fer_lib classifier to use as it is (no model menu); when ``None`` a menu offers the bundled models.
+        checkpoint: the menu's first choice: a bundled name or a checkpoint / ``.safetensors`` path (a path is
+            added to the menu). Default: the most accurate bundled model (:func:`fer_lib.pretrained`).
         method: initial CAM method.
     """
-    import ipywidgets as w
+    import ipywidgets as w  # optional (the notebook extra): imported only when a widget is made
 
-    from fer_lib.faces import NoFaceError
-    from fer_lib.inference import describe_model, load_model
+    loaded: dict[str, object] = {}
+    if model is not None:
+        choices, first = ["(given model)"], "(given model)"
+        loaded[first] = model
+    else:
+        choices = bundled_names()
+        first = str(checkpoint) if checkpoint is not None else bundled_weights().stem
+        if first not in choices:
+            choices = [first, *choices]
+        loaded[first] = load_model(first)  # a bad checkpoint fails here, before any widget is drawn
 
-    if model is None:
-        model = load_model(checkpoint)
-
-    upload = w.FileUpload(accept="image/*", multiple=False, description="Upload photo")
-    detect = w.Checkbox(value=True, description="detect faces", indent=False)
-    largest = w.Checkbox(value=False, description="largest face only", indent=False)
-    cam = w.Dropdown(options=["gradcam", "gradcam++", "eigencam"], value=method, description="CAM")
+    upload = w.FileUpload(accept="image/*", multiple=False, description="Upload photo",
+                          layout=w.Layout(width="auto"))
+    chooser = w.Dropdown(options=choices, value=first, description="model", layout=w.Layout(width="auto"),
+                         disabled=model is not None)
+    detect = w.Checkbox(value=True, description="detect faces", indent=False, layout=w.Layout(width="auto"))
+    largest = w.Checkbox(value=False, description="largest face only", indent=False, layout=w.Layout(width="auto"))
+    cam = w.Dropdown(options=["gradcam", "gradcam++", "eigencam"], value=method, description="CAM",
+                     layout=w.Layout(width="auto"))
     picture = w.Image(format="png")
     status = w.HTML()
-    source = w.HTML(f"<small>model: {describe_model(model)}</small>")
+    source = w.HTML()
 
     def refresh(*_):
+        name = chooser.value
+        if name not in loaded:
+            loaded[name] = load_model(name)
+        current = loaded[name]
+        source.value = f"<small>answered by: {describe_model(current)}</small>"
         files = _uploaded_files(upload.value)
         if files:
-            name, content = files[-1]
+            photo, content = files[-1]
             use_detect = detect.value
         else:
-            name, content, sample_detect = sample_image()
+            photo, content, sample_detect = sample_image()
             use_detect = detect.value and sample_detect
         try:
-            fig, preds = render_prediction(model, content, name=name, detect=use_detect,
+            fig, preds = render_prediction(current, content, name=photo, detect=use_detect,
                                            select="largest" if largest.value else "all", method=cam.value)
         except (NoFaceError, ValueError, OSError) as e:
-            status.value = f"<b>{type(e).__name__}</b>: {e}"
+            picture.value = b""  # never leave the previous photo's figure under this photo's error
+            hint = " If the photo is itself a face crop, untick 'detect faces'." if isinstance(e, NoFaceError) else ""
+            status.value = f"<b>{type(e).__name__}</b>: {e}{hint}"
             return
         picture.value = figure_png(fig)
         status.value = "; ".join(f"#{p.index}: {p.label} ({p.top_k[0][1]:.0%})" for p in preds)
 
-    for control in (upload, detect, largest, cam):
+    for control in (upload, chooser, detect, largest, cam):
         control.observe(refresh, names="value")
     refresh()
-    return w.VBox([w.HBox([upload, detect, largest, cam]), source, status, picture])
+    controls = w.HBox([upload, chooser, detect, largest, cam], layout=w.Layout(flex_flow="row wrap"))
+    return w.VBox([controls, source, status, picture])

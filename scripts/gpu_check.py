@@ -10,8 +10,8 @@ Steps (each recorded in the summary, a failing step does not stop the others):
    (``fer_lib.train.setup.precision_for``: bf16 on compute capability >= 8, fp16 with a GradScaler below).
 2. ``data``: FER2013 from ``--data-root`` (default ``data/packed``, the git-ignored file written by
    ``scripts/pack_fer2013.py``, small enough to travel with the checkout; any form ``load_fer2013`` reads works).
-3. ``cost``: what each SOTAResEmote module costs on the GPU (``fer_lib.bench``: ``sota_resemote_small`` with each
-   module off in turn, and ``sota_resemote_small_lean``, against ``baseline_resnet18``, batch 256, the ``gpu``
+3. ``cost``: what each SOTAResEmote module costs on the GPU (``fer_lib.bench``: ``sota_resemote_small_v1`` with each
+   module off in turn, and ``sota_resemote_small``, against ``baseline_resnet18``, batch 256, the ``gpu``
    preset's precision, channels_last): on a CPU the modules cost 1.2-1.35x the baseline's training time.
 4. ``overhead``: the training loop's per-step overhead on the GPU (:func:`fer_lib.train.overhead.step_overhead`:
    the ``gpu`` preset's step with a one-layer model, batch 256), alternated round by round with the checkout from
@@ -174,7 +174,7 @@ def _overhead(args) -> dict:
 
 def _cost(args, device: str) -> dict:
     """What each SOTAResEmote module costs on this device (``fer_lib.bench``, the models timed in alternated rounds
-    in one process): ``sota_resemote_small`` with each module off in turn, and the lean CPU design, each against
+    in one process): ``sota_resemote_small_v1`` with each module off in turn, and the lean CPU design, each against
     ``baseline_resnet18``, at batch 256 in the precision and memory format the ``gpu`` preset trains in."""
     import torch
 
@@ -190,7 +190,7 @@ def _cost(args, device: str) -> dict:
     else:
         settings = bench.BenchSettings(batch_size=256, iters=10, warmup=3)
         groups = (bench.plan_groups(["small"], ablate=True, precisions=(precision,))
-                  + bench.plan_groups(["sota_resemote_small_lean"], precisions=(precision,)))
+                  + bench.plan_groups(["sota_resemote_small"], precisions=(precision,)))
     results = [bench.bench_group(specs, settings, dev) for specs in groups]
     keep = ("label", "params_m", "gflops_x", "train_img_s", "train_x", "train_x_paired", "infer_ms_img", "infer_x")
     return {"precision": precision, "batch_size": settings.batch_size, "iters": settings.iters,

@@ -37,7 +37,7 @@ def test_each_variant_switches_off_exactly_its_module():
 #: The recipe of the measured table's ``full`` run (runs/ablation/full/config.json of commit 1b362d9, runtime fields
 #: left out). That run's driver passed no input_size; 48 is the model's default, so the model is the same.
 MEASURED_FULL = {
-    "model": "sota_resemote_small", "model_overrides": {"stem": "default", "input_size": 48}, "in_chans": 1,
+    "model": "sota_resemote_small_v1", "model_overrides": {"stem": "default", "input_size": 48}, "in_chans": 1,
     "data": "fer2013", "train_split": "Training", "val_split": "PublicTest", "subset_train": None, "subset_val": None,
     "synthetic_train": 2000, "synthetic_val": 500, "epochs": 20, "batch_size": 128, "eval_batch_size": 512,
     "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05, "momentum": 0.9, "warmup_epochs": 1.0,
@@ -69,7 +69,7 @@ def test_default_driver_reproduces_the_measured_recipe():
     assert full.recipe_diff(MEASURED_FULL) == {}
     assert full.max_minutes == 15.0 and full.name == "full"
     baseline = _train_config(ablation.train_command("baseline", defaults))
-    assert baseline.recipe_diff(MEASURED_FULL) == {"model": ("baseline_resnet18", "sota_resemote_small")}
+    assert baseline.recipe_diff(MEASURED_FULL) == {"model": ("baseline_resnet18", "sota_resemote_small_v1")}
     # the cpu preset is a different recipe: starting from it would not reproduce the table
     assert _train_config(ablation.train_command("full", _args(preset="cpu"))).recipe_diff(MEASURED_FULL)
 

@@ -30,20 +30,20 @@ def test_count_gflops_matches_hand_count():
 
 def test_bench_rows_ratios_and_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = _bench(["--variants", "small", "--ablate", "--batch-size", "2", "--iters", "1", "--warmup", "0",
+    rc = _bench(["--variants", "small_v1", "--ablate", "--batch-size", "2", "--iters", "1", "--warmup", "0",
                      "--json", str(out)])
     assert rc == 0
     table = capsys.readouterr().out
-    assert "baseline_resnet18" in table and "sota_resemote_small -cbam" in table
+    assert "baseline_resnet18" in table and "sota_resemote_small_v1 -cbam" in table
     rows = json.loads(out.read_text())
     labels = [r["label"] for r in rows]
     switches = SOTAResEmoteConfig.SWITCHES
-    assert labels == ["baseline_resnet18", "sota_resemote_small"] + [f"sota_resemote_small -{s}" for s in switches] \
-        + ["sota_resemote_small all off"]
+    assert labels == ["baseline_resnet18", "sota_resemote_small_v1"] + [f"sota_resemote_small_v1 -{s}" for s in switches] \
+        + ["sota_resemote_small_v1 all off"]
     base, small, all_off = rows[0], rows[1], rows[-1]
     for key in ("params_x", "gflops_x", "train_x", "infer_x"):
         assert base[key] == 1.0
-    assert small["params_m"] == pytest.approx(count_parameters(create_model("sota_resemote_small")) / 1e6)
+    assert small["params_m"] == pytest.approx(count_parameters(create_model("sota_resemote_small_v1")) / 1e6)
     assert small["gflops_x"] > 1.0 and small["params_x"] > 1.0
     assert all_off["params_x"] == pytest.approx(1.0) and all_off["gflops_x"] == pytest.approx(1.0, rel=1e-3)
     assert small["grid"] == [6, 6] and base["grid"] == [3, 3]

@@ -45,6 +45,7 @@ def test_course_model_prefers_notebook_08s_full_run_and_never_the_toy(tmp_path, 
     assert chosen.bundled and chosen.path.suffix == ".safetensors"  # the toy is ignored
     out = capsys.readouterr().out
     assert "bundled model" in out and "no full run of notebook 08" in out and str(tmp_path) not in out
+    assert chosen.path.stem == "fer2013_sota_resemote_small"  # the course's own model, trained
 
     full = _toy_checkpoint(tmp_path / "gpu" / "best.pt")
     chosen = course_model(tmp_path)

@@ -17,9 +17,9 @@ from fer_lib.metrics import (
     classification_metrics,
     expected_calibration_error,
     normalize_confusion,
-    plot_confusion,
     reliability_bins,
 )
+from fer_lib.plots import plot_confusion
 
 
 def test_classification_metrics_by_hand_and_sklearn():
@@ -171,3 +171,34 @@ def test_validate_is_the_mean_nll_and_accuracy_of_the_batched_logits():
     _, acc2 = validate(model, split.images, split.labels, cfg, torch.device("cpu"),
                        precision_for("off", torch.device("cpu")), info2)
     assert acc2 == pytest.approx(float((logits[1::2].argmax(1) == split.labels[1::2]).float().mean()))
+
+
+def test_mcnemar_by_hand_and_the_paired_bootstrap():
+    from math import comb
+
+    from fer_lib.metrics import compare_models, mcnemar_test
+
+    y = np.array([0, 1, 2, 3, 4, 5, 6] * 6)
+    a = y.copy()
+    b = y.copy()
+    a[:3] = (y[:3] + 1) % 7  # A wrong on 3 faces where B is right
+    b[3:12] = (y[3:12] + 1) % 7  # B wrong on 9 faces where A is right
+    res = mcnemar_test(y, a, b)
+    assert (res["a_only"], res["b_only"]) == (9, 3)
+    by_hand = 2 * sum(comb(12, k) for k in range(4)) / 2**12  # two-sided exact binomial, n = 12, k <= 3
+    assert res["p_value"] == pytest.approx(by_hand)
+    assert mcnemar_test(y, a, a)["p_value"] == 1.0
+
+    cmp = compare_models(y, a, b, n_boot=500, seed=1)
+    acc = cmp["rows"][0]
+    assert acc["metric"] == "accuracy" and acc["a"] == pytest.approx(39 / 42) and acc["b"] == pytest.approx(33 / 42)
+    assert acc["diff"] == pytest.approx(-6 / 42) and acc["low"] <= acc["diff"] <= acc["high"] < 0
+    sk = classification_metrics(y, b)
+    assert cmp["rows"][1]["b"] == pytest.approx(sk["macro_f1"])
+    for row, name in zip(cmp["rows"][2:], EMOTIONS):
+        assert row["metric"] == f"f1_{name}" and row["b"] == pytest.approx(sk["per_class"][name]["f1"])
+    assert compare_models(y, a, b, n_boot=500, seed=1) == cmp  # the seed fixes the interval
+    same = compare_models(y, a, a, n_boot=200)
+    assert all(r["diff"] == r["low"] == r["high"] == 0 for r in same["rows"])
+    with pytest.raises(ValueError, match="same non-zero length"):
+        compare_models(y, a, b[:-1])

@@ -14,7 +14,7 @@ from fer_lib.models import create_model
 @pytest.fixture(scope="module")
 def sota():
     torch.manual_seed(0)
-    return create_model("sota_resemote_small")
+    return create_model("sota_resemote_small_v1")
 
 
 def _random_attention(b, heads, t, gen):
@@ -81,6 +81,6 @@ def test_plot_attention_draws_every_switched_on_module(sota):
                       "region: face", "anchors", "class-token rollout"]
     anchors_ax = fig.get_axes()[6]
     assert len(anchors_ax.texts) == len(sota.anchor.anchor_names)  # one name per anchor
-    plain = create_model("sota_resemote_small", cbam=False, region=False, anchor=False, transformer=False)
+    plain = create_model("sota_resemote_small_v1", cbam=False, region=False, anchor=False, transformer=False)
     fig = plot_attention(plain, faces, n=1)
     assert [ax.get_title() for ax in fig.get_axes()] == ["face"]

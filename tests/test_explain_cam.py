@@ -29,7 +29,7 @@ def baseline():
 @pytest.fixture(scope="module")
 def sota():
     torch.manual_seed(0)
-    return create_model("sota_resemote_small").eval()
+    return create_model("sota_resemote_small_v1").eval()
 
 
 def _acts_and_grads(model, layer, x, targets):

@@ -84,7 +84,8 @@ def test_widget_shows_the_sample_then_an_upload(model):
 
     box = emotion_widget(model)
     controls, source, status, picture = box.children
-    assert source.value.startswith("<small>model: ")  # says which model answers
+    assert source.value.startswith("<small>answered by: ")  # says which model answers
+    assert controls.children[1].disabled  # a given model: no menu of others
     upload = controls.children[0]
     assert picture.value[:8] == b"\x89PNG\r\n\x1a\n" and "#0:" in status.value  # the sample was rendered
     first = bytes(picture.value)
@@ -97,7 +98,22 @@ def test_widget_shows_the_sample_then_an_upload(model):
             upload.value = {name: {"content": content, "metadata": {"name": name}}}
 
     send("wall.png", _png(np.full((240, 320, 3), 128, np.uint8)))
-    assert "NoFaceError" in status.value and "wall.png" in status.value
-    assert bytes(picture.value) == first  # the last good picture stays
+    assert "NoFaceError" in status.value and "wall.png" in status.value and "untick 'detect faces'" in status.value
+    assert bytes(picture.value) == b""  # the previous photo's figure does not stay under this photo's error
     send("me.png", _png(data.astronaut()))
     assert status.value.startswith("#0:") and bytes(picture.value) != first  # titled with the upload's name
+
+
+@needs_detector
+def test_widget_menu_offers_every_bundled_model_and_says_which_answered():
+    pytest.importorskip("ipywidgets")
+    from fer_lib.inference import bundled_names, bundled_weights
+
+    box = emotion_widget(checkpoint="ensemble" if "ensemble" in bundled_names() else None)
+    controls, source, status, picture = box.children
+    chooser = controls.children[1]
+    assert list(chooser.options) == bundled_names() and not chooser.disabled
+    first = source.value
+    assert ("ensemble" in first) == ("ensemble" in bundled_names()) and "#0:" in status.value
+    chooser.value = bundled_weights().stem  # the most accurate single model
+    assert source.value != first and bundled_weights().stem in source.value and "#0:" in status.value

@@ -22,7 +22,7 @@ def sota():
     from fer_lib.models import create_model
 
     torch.manual_seed(0)
-    return create_model("sota_resemote_small")
+    return create_model("sota_resemote_small_v1")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_parity_and_report(exported):
     for key in ("eager_ms",):
         assert exported[key] > 0
     assert exported["torchscript"]["ms"] > 0 and exported["onnx"]["ms"] > 0
-    assert exported["model"] == "sota_resemote_small" and exported["input"] == [4, 1, 48, 48]
+    assert exported["model"] == "sota_resemote_small_v1" and exported["input"] == [4, 1, 48, 48]
     json.dumps(exported)  # plain types only
 
 

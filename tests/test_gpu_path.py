@@ -419,7 +419,7 @@ def test_gpu_check_dry_run_writes_one_json_summary(tmp_path):
     assert [r["checkout"] for r in over["rows"]] == ["."] and over["rows"][0]["overhead_ms"] > 0
     assert over["before"] is None and "no_before" in over["note"] and "now_over_before" not in over
     cost = summary["cost"]  # the module-cost benchmark: the baseline first, ratios to it
-    assert [r["label"] for r in cost["rows"]] == ["baseline_resnet18", "sota_resemote_small"]
+    assert [r["label"] for r in cost["rows"]] == ["baseline_resnet18", "sota_resemote_small_v1"]
     assert cost["rows"][0]["train_x"] == 1.0 and cost["rows"][1]["gflops_x"] > 1 and cost["precision"] == "fp32-nhwc"
     assert "compile" not in summary and "ddp" not in summary
 

@@ -37,7 +37,7 @@ def test_registry_names():
     with pytest.raises(ValueError, match="unknown model 'resnet18'"):
         create_model("resnet18")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['cbma'\]"):
-        create_model("sota_resemote_small", cbma=False)
+        create_model("sota_resemote_small_v1", cbma=False)
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if n != "sota_resemote_large"])
@@ -67,7 +67,7 @@ def test_large_variant_one_forward():
 
 @pytest.mark.parametrize("switch", SWITCHES)
 def test_small_with_one_module_off(switch):
-    model = create_model("sota_resemote_small", **{switch: False})
+    model = create_model("sota_resemote_small_v1", **{switch: False})
     with torch.no_grad():
         for b in (1, 2):
             assert model.eval()(_x(b)).shape == (b, 7)
@@ -80,7 +80,7 @@ def test_small_with_one_module_off(switch):
 
 
 def test_attention_maps_contract():
-    model = create_model("sota_resemote_small").eval()
+    model = create_model("sota_resemote_small_v1").eval()
     with torch.no_grad():
         maps = model.attention_maps(_x(2))
         logits = model(_x(2))
@@ -99,7 +99,7 @@ def test_attention_maps_contract():
 
 def test_gradients_reach_every_parameter_and_anchors_move():
     # drop_path off so that no residual branch is skipped for the whole (tiny) batch.
-    model = create_model("sota_resemote_small", drop_path_rate=0.0).train()
+    model = create_model("sota_resemote_small_v1", drop_path_rate=0.0).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     y = torch.tensor([3, 5])
     before = model.anchor.anchor_positions().detach().clone()
@@ -116,7 +116,7 @@ def test_gradients_reach_every_parameter_and_anchors_move():
     assert (model.anchor.anchor_positions().detach() - before).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("name", ["sota_resemote_small", "baseline_resnet18"])
+@pytest.mark.parametrize("name", ["sota_resemote_small_v1", "baseline_resnet18"])
 def test_gradcam_target_is_a_conv_map_feeding_the_logits(name):
     model = create_model(name).eval()
     layer = gradcam_target_layer(model)
@@ -132,7 +132,7 @@ def test_gradcam_target_is_a_conv_map_feeding_the_logits(name):
 
 
 def test_checkpoint_round_trip(tmp_path):
-    model = create_model("sota_resemote_small", cbam=False, in_chans=3)
+    model = create_model("sota_resemote_small_v1", cbam=False, in_chans=3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     out = model.train()(_x(4, 3))
     F.cross_entropy(out, torch.tensor([0, 1, 2, 3])).backward()
@@ -143,17 +143,17 @@ def test_checkpoint_round_trip(tmp_path):
     ckpt = torch.load(path, weights_only=True)
     clone = build_model(ckpt["model_name"], ckpt["model_config"])
     clone.load_state_dict(ckpt["model"])
-    assert clone.config == model.config and clone.model_name == "sota_resemote_small"
+    assert clone.config == model.config and clone.model_name == "sota_resemote_small_v1"
     x = _x(3, 3)
     with torch.no_grad():
         torch.testing.assert_close(clone.eval()(x), model.eval()(x), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="unknown field"):
-        build_model("sota_resemote_small", {**ckpt["model_config"], "cmab": True})
+        build_model("sota_resemote_small_v1", {**ckpt["model_config"], "cmab": True})
 
 
 @pytest.mark.parametrize("depth", [18, 50])
 def test_all_off_is_the_baseline(depth):
-    small = {18: "sota_resemote_small", 50: "sota_resemote_large"}[depth]
+    small = {18: "sota_resemote_small_v1", 50: "sota_resemote_large"}[depth]
     off = create_model(small, **ALL_OFF, dropout=0.0)
     base = create_model(f"baseline_resnet{depth}")
     assert count_parameters(off) == count_parameters(base)
@@ -165,7 +165,7 @@ def test_all_off_is_the_baseline(depth):
 
 @pytest.mark.parametrize("chans", [1, 3])
 def test_one_and_three_channels(chans):
-    model = create_model("sota_resemote_small", in_chans=chans).eval()
+    model = create_model("sota_resemote_small_v1", in_chans=chans).eval()
     with torch.no_grad():
         assert model(_x(2, chans)).shape == (2, 7)
     with pytest.raises(ValueError, match=rf"expected input \[B, {chans}, 48, 48\]"):
@@ -182,7 +182,7 @@ def test_pretrained_without_hub_gives_clear_message(monkeypatch):
 
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(RuntimeError, match="no internet / HF hub unreachable; use pretrained=False"):
-        create_model("sota_resemote_small", pretrained=True)
+        create_model("sota_resemote_small_v1", pretrained=True)
     assert create_model("baseline_resnet18", pretrained=False).model_name == "baseline_resnet18"
 
 
@@ -196,7 +196,7 @@ def test_config_round_trip_and_validation():
 
 
 def test_upsampled_input_size_changes_grid():
-    model = create_model("sota_resemote_small", input_size=96, stem="default", fusion_grid="last").eval()
+    model = create_model("sota_resemote_small_v1", input_size=96, stem="default", fusion_grid="last").eval()
     assert model.grid == (3, 3)
     with torch.no_grad():
         assert model(_x(1)).shape == (1, 7)  # still fed 48x48; the model resizes inside
@@ -204,7 +204,7 @@ def test_upsampled_input_size_changes_grid():
 
 def test_cbam_inside_the_residual_blocks_as_in_the_paper():
     """cbam_where="blocks": one CBAM per residual block of layer2-4, applied before the residual sum."""
-    model = create_model("sota_resemote_small", cbam_where="blocks", stem="default", input_size=64).eval()
+    model = create_model("sota_resemote_small_v1", cbam_where="blocks", stem="default", input_size=64).eval()
     blocks = model.block_cbams()
     assert len(blocks) == 6 and model.cbam is None  # resnet18: 2 blocks in each of layer2, layer3, layer4
     assert [b.channel.fc2.out_channels for b in blocks] == [128, 128, 256, 256, 512, 512]
@@ -226,16 +226,16 @@ def test_cbam_inside_the_residual_blocks_as_in_the_paper():
         for b in blocks:
             b.channel.fc2.bias.fill_(-1e4)
         assert not torch.allclose(model(x), opened, atol=1e-3)
-    both = create_model("sota_resemote_small", cbam_where="both", stem="default", input_size=64)
+    both = create_model("sota_resemote_small_v1", cbam_where="both", stem="default", input_size=64)
     assert len(both.block_cbams()) == 6 and both.cbam is not None
-    off = create_model("sota_resemote_small", cbam_where="blocks", cbam=False, stem="default", input_size=64)
+    off = create_model("sota_resemote_small_v1", cbam_where="blocks", cbam=False, stem="default", input_size=64)
     assert off.block_cbams() == [] and off.cbam is None
     with pytest.raises(ValueError, match="cbam_where"):
         SOTAResEmoteConfig(cbam_where="everywhere")
 
 
 def test_lean_design_fusion_on_the_first_grid_and_transformer_without_map_tokens():
-    model = create_model("sota_resemote_small_lean").eval()
+    model = create_model("sota_resemote_small").eval()
     assert model.grid == (8, 8) and model.config.input_size == 64  # layer2's grid at 64 px, stock stem
     with torch.no_grad():
         maps = model.attention_maps(_x(2))
@@ -243,4 +243,4 @@ def test_lean_design_fusion_on_the_first_grid_and_transformer_without_map_tokens
     t = 1 + len(maps["region_names"]) + len(maps["anchor_names"])  # class + regions + anchors, no map cells
     assert [a.shape for a in maps["transformer"]] == [(2, model.config.transformer_heads, t, t)]
     with pytest.raises(ValueError, match="map_tokens=False needs"):
-        create_model("sota_resemote_small", transformer_map_tokens=False, region=False, anchor=False)
+        create_model("sota_resemote_small_v1", transformer_map_tokens=False, region=False, anchor=False)

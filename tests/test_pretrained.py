@@ -1,5 +1,5 @@
-"""The trained model that ships inside fer_lib: its file, its loading (offline, no pickle), its accuracy as the
-model card states it, its answers on real photos, and the CLI defaults that use it."""
+"""The trained models that ship inside fer_lib, by name: their files, their loading (offline, no pickle), their
+accuracy as the model card states it, the ensemble, their answers on real photos, and the CLI that uses them."""
 
 from __future__ import annotations
 
@@ -18,10 +18,14 @@ import torch
 import fer_lib
 from fer_lib import EMOTIONS
 from fer_lib.inference import (
+    ENSEMBLE,
     PRETRAINED_FORMAT,
     WEIGHTS_DIR,
     CheckpointError,
+    EnsembleModel,
+    bundled_names,
     bundled_weights,
+    list_pretrained,
     describe_model,
     load_model,
     load_pretrained,
@@ -34,6 +38,10 @@ from fer_lib.inference import (
 REPO = Path(__file__).resolve().parents[1]
 CARD = WEIGHTS_DIR / "MODEL_CARD.md"
 MAX_BYTES = 25 * 1024 * 1024
+MAX_TOTAL = 50 * 1024 * 1024
+FILES = sorted(WEIGHTS_DIR.glob("*.safetensors"))
+NAMES = [f.stem for f in FILES] + ([ENSEMBLE] if len(FILES) >= 2 else [])
+COURSE = "fer2013_sota_resemote_small"
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +54,24 @@ def meta():
     return read_metadata(bundled_weights())
 
 
-def test_exactly_one_small_fp16_file_with_a_model_card(meta):
-    files = sorted(WEIGHTS_DIR.glob("*.safetensors"))
-    assert len(files) == 1, files  # one file, replaced only by a measured better model
-    assert files[0].stat().st_size <= MAX_BYTES
-    assert meta["format"] == PRETRAINED_FORMAT and meta["name"] == files[0].stem
+def test_small_fp16_files_each_with_a_model_card_section():
+    assert [f.stem for f in FILES] == ["fer2013_resnet18", COURSE]  # each replaced only by a measured better model
+    assert sum(f.stat().st_size for f in FILES) <= MAX_TOTAL
     from safetensors import safe_open
 
-    with safe_open(str(files[0]), framework="pt") as f:
-        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
-    assert torch.float16 in dtypes and torch.float32 not in dtypes
-    assert CARD.is_file() and meta["name"] in CARD.read_text()
+    for path in FILES:
+        meta = read_metadata(path)
+        assert path.stat().st_size <= MAX_BYTES, path.name
+        assert meta["format"] == PRETRAINED_FORMAT and meta["name"] == path.stem
+        with safe_open(str(path), framework="pt") as f:
+            dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+        assert torch.float16 in dtypes and torch.float32 not in dtypes, path.name
+        assert _card_section(path.stem), path.stem
+    assert bundled_names() == NAMES and _card_section(ENSEMBLE)
 
 
-def test_pretrained_loads_offline_without_pickle(monkeypatch):
+@pytest.mark.parametrize("name", NAMES)
+def test_pretrained_loads_offline_without_pickle(name, monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("network disabled by the test")
 
@@ -69,11 +81,39 @@ def test_pretrained_loads_offline_without_pickle(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(torch, "load", no_pickle)
-    model = fer_lib.pretrained()
+    model = fer_lib.pretrained(name)
     assert not model.training and all(p.dtype == torch.float32 for p in model.parameters())
     probs = predict_proba(model, np.full((2, 48, 48), 128, np.uint8))
     assert probs.shape == (2, len(EMOTIONS)) and torch.allclose(probs.sum(1), torch.ones(2))
-    assert "bundled model" in describe_model(model) and "/" not in describe_model(model).split("(")[0]
+    described = describe_model(model)
+    assert described.startswith("bundled") and "/" not in described.split("(")[0]
+    assert (name in described) if name != ENSEMBLE else all(f.stem in described for f in FILES)
+
+
+def test_default_is_the_most_accurate_single_model_and_names_are_listed():
+    rows = {r["name"]: r for r in list_pretrained()}
+    assert list(rows) == NAMES
+    singles = [rows[f.stem] for f in FILES]
+    best = max(singles, key=lambda r: r["accuracy"])
+    assert [r["name"] for r in rows.values() if r["default"]] == [best["name"]]
+    assert fer_lib.pretrained().weights_info["name"] == best["name"] == bundled_weights().stem
+    for f in FILES:
+        assert rows[f.stem]["accuracy"] == read_metadata(f)["metrics"]["PublicTest"]["none"]["accuracy"]
+    ens = json.loads((WEIGHTS_DIR / "ensemble.json").read_text())
+    assert sorted(ens["members"]) == [f.stem for f in FILES]
+    assert rows[ENSEMBLE]["accuracy"] == ens["metrics"]["PublicTest"]["none"]["accuracy"]
+    assert rows[ENSEMBLE]["megabytes"] == 0 and rows[ENSEMBLE]["members"] == [f.stem for f in FILES]
+    with pytest.raises(CheckpointError, match="bundled names: .*ensemble"):
+        fer_lib.pretrained("fer2013_resnet19")
+
+
+def test_ensemble_is_the_mean_of_its_members_probabilities():
+    ens = fer_lib.pretrained(ENSEMBLE)
+    assert isinstance(ens, EnsembleModel) and len(ens.members) == len(FILES)
+    faces = torch.randint(0, 256, (5, 48, 48), dtype=torch.uint8)
+    for tta in ("none", "flip"):
+        members = torch.stack([predict_proba(m, faces, tta) for m in ens.members]).mean(0)
+        torch.testing.assert_close(predict_proba(ens, faces, tta), members, atol=1e-6, rtol=1e-5)
 
 
 def test_load_model_without_a_path_is_the_bundled_model(bundled):
@@ -115,33 +155,62 @@ def test_save_pretrained_round_trip_and_bad_files(tmp_path):
         load_model(tmp_path)
 
 
-def _card_number(label: str) -> float:
-    """The accuracy the model card's PublicTest table gives in the row starting with ``label``."""
-    for line in CARD.read_text().splitlines():
+def _card_section(name: str) -> str:
+    """The model card's section on ``name``: from its ``## `name``` heading to the next ``## `` heading."""
+    lines, out, inside = CARD.read_text().splitlines(), [], False
+    for line in lines:
+        if line.startswith("## "):
+            inside = line.startswith(f"## `{name}`")
+        if inside:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _card_number(name: str, label: str) -> float:
+    """The accuracy the model card's PublicTest table gives ``name`` in the row starting with ``label``."""
+    for line in _card_section(name).splitlines():
         if line.startswith(f"| {label} |"):
             return float(re.findall(r"\d\.\d{4}", line)[0])
-    raise AssertionError(f"no row '| {label} |' in {CARD}")
+    raise AssertionError(f"no row '| {label} |' in the section on {name} of {CARD}")
 
 
-def test_model_card_quotes_the_measured_header(meta):
+def _stated(name: str) -> dict:
+    """What the file (or, for the ensemble, ensemble.json) states was measured on PublicTest."""
+    if name == ENSEMBLE:
+        return json.loads((WEIGHTS_DIR / "ensemble.json").read_text())
+    return read_metadata(bundled_weights(name))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_card_quotes_the_measured_header(name):
+    meta = _stated(name)
     for tta, label in (("none", "one forward pass"), ("flip", "flip TTA"), ("tencrop", "ten-crop TTA")):
         measured = meta["metrics"]["PublicTest"][tta]["accuracy"]
-        assert abs(_card_number(label) - measured) < 5e-5, (tta, measured)
+        assert abs(_card_number(name, label) - measured) < 5e-5, (name, tta, measured)
     prov = meta["provenance"]
-    text = CARD.read_text()
+    text = _card_section(name)
     assert prov["command"] in text and prov["commit"] in text
+
+
+@pytest.fixture(scope="module")
+def publictest(fer2013_root):
+    from fer_lib.data import load_fer2013, split_by_name
+
+    data = load_fer2013(fer2013_root)
+    return data, split_by_name(data, "PublicTest")
 
 
 @pytest.mark.fer2013
 @pytest.mark.slow
-def test_bundled_accuracy_on_publictest_equals_the_model_card(bundled, fer2013_root):
-    from fer_lib.data import load_fer2013, split_by_name
+@pytest.mark.parametrize("name", NAMES)
+def test_bundled_accuracy_on_publictest_equals_the_model_card(name, publictest):
     from fer_lib.evaluate import evaluate_model
 
-    data = load_fer2013(fer2013_root)
-    report = evaluate_model(bundled, split_by_name(data, "PublicTest"), "none", data=data)
+    data, split = publictest
+    report = evaluate_model(fer_lib.pretrained(name), split, "none", data=data)
     assert report.n == 3589
-    assert abs(report.accuracy - _card_number("one forward pass")) <= 0.001  # within 0.1 point
+    assert abs(report.accuracy - _card_number(name, "one forward pass")) <= 0.001  # within 0.1 point
+    assert abs(report.accuracy - _stated(name)["metrics"]["PublicTest"]["none"]["accuracy"]) <= 0.001
 
 
 def test_real_photos_get_the_expected_emotions(bundled):
@@ -212,3 +281,77 @@ def test_evaluate_without_checkpoint_uses_the_bundled_model(tmp_path, monkeypatc
     assert not any(WEIGHTS_DIR.glob("eval_*"))
     code = cli.main(["evaluate", "--data", "synthetic", "--batch-size", "0"])
     assert code == 1 and "--batch-size 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_name_on_every_command_in_a_fresh_folder(name, tmp_path, monkeypatch, capsys):
+    """`--checkpoint NAME` (a bundled name, no path) on predict, evaluate and export, run where nothing else is."""
+    skdata = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    from fer_lib import cli
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(skdata.astronaut()).save("astronaut.png")
+    assert cli.main(["predict", "astronaut.png", "--largest", "--checkpoint", name, "--out", "pred"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)[0]["top_k"][0]["emotion"] == "happy" and "model: bundled" in err
+    assert (name in err) if name != ENSEMBLE else "ensemble" in err
+
+    assert cli.main(["evaluate", "--checkpoint", name, "--data", "synthetic", "--split", "val",
+                     "--batch-size", "256"]) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "runs" / f"eval_{name}" / "PublicTest_none" / "report.json").read_text())
+    assert report["model_name"] == (ENSEMBLE if name == ENSEMBLE else read_metadata(bundled_weights(name))["model_name"])
+
+    assert cli.main(["export", "--checkpoint", name, "--formats", "torchscript", "--runs", "1", "--out", "ex"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "ex" / "model.ts").is_file() and exported["model"] == report["model_name"]
+    assert not any(WEIGHTS_DIR.glob("eval_*")) and not (Path(name)).exists()
+
+
+def test_models_command_lists_every_name_with_its_accuracy(capsys):
+    from fer_lib import cli
+
+    assert cli.main(["models"]) == 0
+    table = capsys.readouterr().out
+    for row in list_pretrained():
+        line = next(line for line in table.splitlines() if line.strip().startswith(row["name"] + " "))
+        assert f"{100 * row['accuracy']:.2f}%" in line and ("(default)" in line) == row["default"]
+    assert cli.main(["models", "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == NAMES
+
+
+def test_an_unknown_name_is_one_error_line_naming_the_bundled_ones(tmp_path, monkeypatch, capsys):
+    from fer_lib import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["evaluate", "--checkpoint", "resnet18", "--data", "synthetic"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "neither a file nor a bundled model name" in err[0] and ENSEMBLE in err[0]
+
+
+def test_weights_stored_as_integers_or_nan_are_refused(tmp_path):
+    """A .safetensors file whose float weights were stored as integers would predict 1/7 for every class."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src = bundled_weights()
+    with safe_open(str(src), framework="pt") as f:
+        header, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    key = next(k for k, v in tensors.items() if v.is_floating_point() and v.ndim == 4)
+    broken = dict(tensors, **{key: tensors[key].to(torch.int8)})
+    save_file(broken, str(tmp_path / "ints.safetensors"), metadata=header)
+    with pytest.raises(CheckpointError, match=f"ints.safetensors: tensor '{re.escape(key)}' is stored as torch.int8"):
+        load_model(tmp_path / "ints.safetensors")
+    nan = dict(tensors, **{key: torch.full_like(tensors[key], float("nan"))})
+    save_file(nan, str(tmp_path / "nan.safetensors"), metadata=header)
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_model(tmp_path / "nan.safetensors")
+    torch.save({"model": {}}, tmp_path / "renamed.safetensors")
+    with pytest.raises(CheckpointError, match="renamed.safetensors is a torch checkpoint"):
+        load_model(tmp_path / "renamed.safetensors")
+    bad_json = dict(header, metrics="{not json")
+    save_file(tensors, str(tmp_path / "badjson.safetensors"), metadata=bad_json)
+    with pytest.raises(CheckpointError, match="badjson.safetensors: header field 'metrics' is not valid JSON"):
+        load_model(tmp_path / "badjson.safetensors")

@@ -101,11 +101,11 @@ def test_load_model_rebuilds_from_the_file_alone(trained_run):
         torch.testing.assert_close(v, raw_weights[k])
 
 def test_wrong_architecture_names_the_mismatch(trained_run):
-    other = create_model("sota_resemote_small")
+    other = create_model("sota_resemote_small_v1")
     with pytest.raises(CheckpointError) as err:
         load_weights(other, trained_run.best_path)
     msg = str(err.value)
-    assert "'baseline_resnet18' weights, the model is 'sota_resemote_small'" in msg
+    assert "'baseline_resnet18' weights, the model is 'sota_resemote_small_v1'" in msg
     assert "missing keys (" in msg and "anchor.centre_logits" in msg
     deeper = create_model("baseline_resnet34", stem="default")
     with pytest.raises(CheckpointError, match=r"missing keys \(\d+\): backbone.layer1.2"):

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("fer_lib.cli.predict", "predict the emotion of faces in photos (the bundled model by default)"),
     "bench": ("fer_lib.cli.bench", "benchmark model speed against the plain backbone (or the data pipeline)"),
     "demo": ("fer_lib.cli.demo", "train, evaluate and explain in one go (what `make demo` runs)"),
+    "models": ("fer_lib.cli.models", "list the bundled trained models by name, with their measured accuracy"),
     "export": ("fer_lib.cli.export", "export a model to TorchScript and ONNX and time batch-1 latency"),
     "ablation": ("fer_lib.cli.ablation", "equal-budget ablation: baseline vs full model vs full minus one module"),
     "detect": ("fer_lib.cli.detect", "face-detection rate of each detector backend on real faces and non-faces"),
@@ -32,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EPILOG = """examples:
   python -m fer_lib predict photo.jpg --cam          # the trained model that ships with fer_lib
   python -m fer_lib evaluate --split PublicTest       # the same model on FER2013 PublicTest
+  python -m fer_lib models                            # the bundled models by name, with their accuracy
+  python -m fer_lib predict photo.jpg --checkpoint ensemble
   python -m fer_lib demo --preset demo
   python -m fer_lib train --preset cpu --data-root ../shared/fer2013
   torchrun --nproc_per_node 2 -m fer_lib train --preset gpu

@@ -4,6 +4,7 @@ module (or, ``--paired --seeds 0 1``, variants side by side per seed); see :mod:
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -11,14 +12,41 @@ from pathlib import Path
 from fer_lib.ablation import ALL, PROBES, VARIANTS, AblationPlan, plan_jobs, run_group, write_report
 
 
+def _at_least_one(text: str) -> int:
+    """``--parallel`` / ``--threads``: a whole number >= 1 (0 or less would start no run and wait forever)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _minutes(text: str) -> float:
+    """``--minutes``: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected minutes (a number > 0), got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of minutes > 0, got {text!r}")
+    return value
+
+
+_at_least_one.__name__ = "int"
+_minutes.__name__ = "float"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``python -m fer_lib ablation`` (its defaults rebuild the measured table's recipe)."""
     d = AblationPlan()
     p.add_argument("--only", nargs="+", choices=list(ALL),
                    help=f"variants to run (default: all of {list(VARIANTS)}; probes: {list(PROBES)})")
-    p.add_argument("--minutes", type=float, default=d.minutes, help="wall-clock budget of each run")
-    p.add_argument("--parallel", type=int, default=1, help="runs at once (each with --threads threads)")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads per run")
+    p.add_argument("--minutes", type=_minutes, default=d.minutes, help="wall-clock budget of each run")
+    p.add_argument("--parallel", type=_at_least_one, default=1, help="runs at once, 1 or more (each with --threads "
+                   "threads)")
+    p.add_argument("--threads", type=_at_least_one, default=d.threads, help="torch CPU threads per run")
     p.add_argument("--preset", default=d.preset,
                    help="recipe every variant starts from (default: the 'ablation' preset, the measured table's)")
     p.add_argument("--stem", default=d.stem, help="stem of every variant (the cpu preset's is 'default')")
@@ -27,8 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=d.data, choices=("auto", "fer2013", "synthetic"))
     p.add_argument("--out", type=Path, default=d.out)
     p.add_argument("--base", default=d.base,
-                   help="registered model of the full variant and of every no_* variant (default sota_resemote_small; "
-                   "e.g. sota_resemote_small_lean, the CPU-budget design)")
+                   help="registered model of the full variant and of every no_* variant (default sota_resemote_small_v1; "
+                   "e.g. sota_resemote_small, the CPU-budget design)")
     p.add_argument("--paired", action="store_true",
                    help="for each of --seeds, start every selected variant at once (one process each) for the same "
                    "minutes; the table gives paired differences to --reference")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fer_lib.cli.train import (
     add_common_arguments,
-    check_out_dir,
+    check_before_work,
     config_from_args,
     load_data,
     skipped_line,
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     cfg = config_from_args(args)
-    check_out_dir(cfg.out_dir)
+    check_before_work(cfg)  # before the bundled model's photo is written into the run folder
     print("== the trained model that ships with fer_lib, on a real photo:", flush=True)
     bundled = bundled_on_photo(Path(cfg.out_dir) / cfg.name)
     print(bundled, flush=True)
@@ -96,13 +96,14 @@ def run(args: argparse.Namespace) -> int:
         print(line, flush=True)
     result = train(cfg, data, progress=not args.no_progress,
                    on_epoch_end=lambda epoch, row: write_skipped(data, run_dir))
-    if result.best_path is None:
+    if result.last_path is None:
         raise RuntimeError(f"no epoch finished, nothing to evaluate ({result.stop_reason})")
     run_dir = result.run_dir
-    model = load_model(result.best_path)
+    chosen = result.best_path or result.last_path  # no best.pt here: resumed into a new folder, no better epoch yet
+    model = load_model(chosen)
     _, val = select_splits(cfg, data)
     root = None if data.synthetic else find_fer2013(cfg.data_root)
-    report = evaluate_model(model, val, args.tta, data=data, checkpoint=result.best_path, root=root)
+    report = evaluate_model(model, val, args.tta, data=data, checkpoint=chosen, root=root)
     report.save(run_dir / "report.json")
     figures = save_figures(report, run_dir)
     fig = plot_history(result.history, title=f"{cfg.model} on {kind}")

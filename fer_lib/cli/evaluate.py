@@ -15,9 +15,10 @@ from fer_lib.inference.proba import TTA_MODES
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m fer_lib evaluate``."""
-    parser.add_argument("--checkpoint", default=None,
-                        help="a best.pt / last.pt written by `fer_lib train`, or a .safetensors file "
-                             "(default: the bundled FER2013 model, fer_lib.pretrained())")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH_OR_NAME",
+                        help="a checkpoint (best.pt of `fer_lib train`), a .safetensors file, or a bundled model name: "
+                             "fer2013_resnet18, fer2013_sota_resemote_small, ensemble (`python -m fer_lib models` lists "
+                             "them with their accuracy; default: the most accurate bundled model)")
     parser.add_argument("--data-root", default=None,
                         help="FER2013 in any form fer_lib.data reads (CSV, ICML CSV, Kaggle folders); default: search")
     parser.add_argument("--data", choices=("fer2013", "synthetic"), default="fer2013",

@@ -2,7 +2,8 @@
 
 Examples::
 
-    python -m fer_lib predict me.jpg                       # the bundled FER2013 model, every face
+    python -m fer_lib predict me.jpg                       # the most accurate bundled model, every face
+    python -m fer_lib predict me.jpg --checkpoint ensemble # the bundled models averaged
     python -m fer_lib predict a.jpg b.png --largest --cam --out preds/ --checkpoint runs/cpu/best.pt
     python -m fer_lib predict crop48.png --no-detect       # an already cropped face
 
@@ -11,12 +12,18 @@ Standard output is one JSON array with one record per face: ``file``, ``face`` (
 ``annotated`` (the PNG written) and, with ``--cam``, ``cam`` (face | Grad-CAM overlay PNG).
 Exit codes: 0 all photos had faces; 2 some photo had no face (one ``error:`` line each on stderr; the other
 photos are still processed); 1 unreadable photo or missing checkpoint. Which model answered is said on stderr.
+
+Refused before any work, with one ``error:`` line and nothing printed or written: a PHOTO that is a URL or ``-``
+(download the photo, or save it, and pass the file), and an ``--out`` that is a file or cannot be written. Should
+writing a PNG fail later all the same (a full disk), one ``error:`` line says so, exit code 1, and the JSON
+records of every face are still printed (``annotated`` / ``cam`` then ``null``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -26,9 +33,10 @@ import numpy as np
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``predict`` (see the module docstring)."""
     parser.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (JPEG, PNG, BMP, TIFF, WebP)")
-    parser.add_argument("--checkpoint", default=None,
-                        help="a best.pt from `fer_lib train` or a .safetensors file "
-                             "(default: the bundled FER2013 model, fer_lib.pretrained())")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH_OR_NAME",
+                        help="a checkpoint (best.pt of `fer_lib train`), a .safetensors file, or a bundled model name: "
+                             "fer2013_resnet18, fer2013_sota_resemote_small, ensemble (`python -m fer_lib models` lists "
+                             "them with their accuracy; default: the most accurate bundled model)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--all-faces", dest="select", action="store_const", const="all", default="all",
                        help="report every detected face (default)")
@@ -59,9 +67,27 @@ def _cam_panel(model, preds, method: str) -> list[np.ndarray]:
             for f, m in zip(faces, maps)]
 
 
+#: ``scheme://`` at the start of a PHOTO argument: a URL, which predict does not download
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def photo_problem(photo: str) -> str | None:
+    """Why a PHOTO argument can never be read as an image file (a URL, ``-``), or ``None``."""
+    if Path(photo).exists():
+        return None
+    if _URL.match(photo):
+        return (f"PHOTO {photo} is a URL: predict reads image files only and downloads nothing; download the photo "
+                "first (e.g. curl -o photo.jpg URL) and pass the file's path")
+    if photo == "-":
+        return ("PHOTO '-': predict does not read standard input; save the image to a file and pass its path "
+                "(e.g. predict photo.jpg)")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Predict, print the JSON records, write the PNGs; returns the exit code."""
     from fer_lib.faces import ImageReadError, NoFaceError, annotate, load_image, predict_faces, save_png
+    from fer_lib.paths import file_in_the_way, unwritable
 
     if not 1 <= args.top_k <= 7:
         print(f"error: --top-k {args.top_k}: must be between 1 and 7", file=sys.stderr)
@@ -69,9 +95,24 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.margin <= 2:
         print(f"error: --margin {args.margin}: must be between 0 and 2 (a fraction of the face box)", file=sys.stderr)
         return 1
+    for photo in args.photos:
+        problem = photo_problem(photo)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         print(f"error: --out {out_dir} is a file, not a folder; pass a folder for the annotated PNGs", file=sys.stderr)
+        return 1
+    blocked = file_in_the_way(out_dir)
+    if blocked is not None:
+        print(f"error: --out {out_dir}: {blocked} is a file, not a folder; pass a folder for the annotated PNGs",
+              file=sys.stderr)
+        return 1
+    locked = unwritable(out_dir)
+    if locked is not None:
+        print(f"error: --out {out_dir} cannot be written: {locked} is read-only for this user (permissions or a "
+              "read-only file system); pass --out with a folder you can write to", file=sys.stderr)
         return 1
     from fer_lib.inference import CheckpointError, describe_model, load_model
 
@@ -82,6 +123,19 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"model: {describe_model(model)}", file=sys.stderr)
     records, used, code = [], set(), 0
+    write_error: list[str] = []  # the first failed PNG write: said once; the JSON records are printed regardless
+
+    def save(image: np.ndarray, path: Path) -> str | None:
+        if write_error:
+            return None
+        try:
+            return str(save_png(image, path))
+        except OSError as e:
+            write_error.append(f"cannot write {path} ({type(e).__name__}: {e.strerror or e}); the predictions are "
+                               "printed without their PNGs; pass --out with a folder you can write to")
+            print(f"error: {write_error[0]}", file=sys.stderr)
+            return None
+
     for photo in args.photos:
         path = Path(photo)
         try:
@@ -97,12 +151,12 @@ def run(args: argparse.Namespace) -> int:
             code = 1
             continue
         stem = _unique_stem(path, used)
-        annotated = save_png(annotate(rgb, preds), out_dir / f"{stem}_annotated.png")
+        annotated = save(annotate(rgb, preds), out_dir / f"{stem}_annotated.png")
         cams = _cam_panel(model, preds, args.cam_method) if args.cam else [None] * len(preds)
         for pred, panel in zip(preds, cams):
-            rec = {"file": str(path), **pred.to_dict(), "annotated": str(annotated)}
+            rec = {"file": str(path), **pred.to_dict(), "annotated": annotated}
             if panel is not None:
-                rec["cam"] = str(save_png(panel, out_dir / f"{stem}_face{pred.index}_{args.cam_method}.png"))
+                rec["cam"] = save(panel, out_dir / f"{stem}_face{pred.index}_{args.cam_method}.png")
             records.append(rec)
     print(json.dumps(records, indent=2))
-    return code
+    return 1 if write_error else code

@@ -22,8 +22,8 @@ from pathlib import Path
 from fer_lib.cli.flags import add_config_flags, config_overrides, name_flags, parse_option
 from fer_lib.train.config import PRESETS, RUNTIME_FIELDS, TrainConfig, preset_config
 
-__all__ = ["add_arguments", "add_common_arguments", "config_from_args", "load_data", "parse_option", "run",
-           "skipped_line", "summarize", "write_skipped"]
+__all__ = ["add_arguments", "add_common_arguments", "check_before_work", "check_out_dir", "config_from_args",
+           "load_data", "parse_option", "run", "skipped_line", "summarize", "write_skipped"]
 
 _GROUPS = {
     "recipe (default: the preset's value; see fer_lib/train/config.py)": set(),
@@ -66,18 +66,43 @@ def summarize(result) -> str:
         f"after {len(h)} epochs",
         f"mean epoch {sum(secs) / len(secs):.1f}s, train throughput {sum(r['images_per_sec'] for r in h) / len(h):.0f} "
         "images/s",
-        f"checkpoints: {result.best_path} (best), {result.last_path} (last)",
+        f"checkpoints: {result.best_path} (best), {result.last_path} (last)" if result.best_path is not None else
+        f"checkpoints: {result.last_path} (last); no best.pt in {result.run_dir}: the best epoch ({best['epoch']}) "
+        "is from before the resume and no later epoch beat it; its best.pt is in the folder of the checkpoint "
+        "resumed from",
     ]
     if result.stop_reason:
         lines.append(f"stopped early: {result.stop_reason}")
     return "\n".join(lines)
 
 
-def check_out_dir(out_dir) -> None:
-    """Refuse, before any work, an ``--out`` that names an existing file (the run folder goes *inside* it)."""
+def check_out_dir(out_dir, name: str | None = None) -> None:
+    """Refuse, before any work, an ``--out`` that names an existing file (the run folder goes *inside* it), has a
+    file in its path, or cannot be written (with ``name``: the run folder ``OUT/NAME``)."""
+    from fer_lib.paths import file_in_the_way, unwritable
+
     path = Path(out_dir)
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {path} is a file, not a folder; pass a folder (runs go to OUT/NAME/)")
+    target = path / name if name else path
+    blocked = file_in_the_way(target)
+    if blocked is not None:
+        raise ValueError(f"--out {path}: {blocked} is a file, not a folder; pass a folder (runs go to OUT/NAME/)")
+    locked = unwritable(target)
+    if locked is not None:
+        raise ValueError(f"--out {path} cannot be written: {locked} is read-only for this user (permissions or a "
+                         "read-only file system); pass --out with a folder you can write to")
+
+
+def check_before_work(cfg: TrainConfig) -> None:
+    """What ``train`` and ``demo`` refuse before loading any data: an ``--out`` that cannot hold the run folder,
+    a ``--device`` this machine lacks, and a run folder holding an earlier run (without ``--overwrite``)."""
+    from fer_lib.inference.models import resolve_device
+    from fer_lib.train.engine import check_run_folder
+
+    check_out_dir(cfg.out_dir, cfg.name)
+    resolve_device(cfg.device)  # ValueError naming --device (e.g. mps or cuda on a machine without it)
+    check_run_folder(cfg)
 
 
 #: the loader's warning about skipped items; the CLI says the same in its own line (:func:`skipped_line`)
@@ -125,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     from fer_lib.train.engine import train
 
     cfg = config_from_args(args)
-    check_out_dir(cfg.out_dir)
+    check_before_work(cfg)
     data = load_data(cfg)
     run_dir = Path(cfg.out_dir) / cfg.name
     is_main = int(os.environ.get("RANK", "0")) == 0  # the process group starts inside train()

@@ -18,7 +18,9 @@ above (e.g. a folder with ``fer2013/fer2013.csv``). Decoded tensors are cached (
 Error policy (``on_error``): malformed CSV rows (wrong number of pixels, non-numeric pixels, label outside 0-6,
 unknown Usage) and unreadable images raise :class:`FERDataError` naming the first offenders, or with
 ``on_error="skip"`` are skipped, listed in ``FERData.skipped`` and announced by a warning. Structural problems
-(missing or empty root, unknown class folder, CSV without ``emotion``/``pixels`` columns) always raise.
+(missing or empty root, unknown class folder, CSV without ``emotion``/``pixels`` columns, two folders of one split
+such as ``train/`` and ``Train/`` holding identical copies of the same files) always raise; two folders of one
+split without such copies are read together, with a note.
 Images that are not 48x48 are **resized** (``cv2.INTER_AREA``) with a warning and a note counting them: the
 face is kept, and FER2013's own files are all 48x48, so this only touches re-exported copies.
 """
@@ -26,6 +28,7 @@ face is kept, and FER2013's own files are all 48x48, so this only touches re-exp
 from __future__ import annotations
 
 import csv
+import filecmp
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -194,7 +197,15 @@ def _read_csv(path: Path) -> tuple[dict, list[tuple[str, str]], list[str]]:
 def _list_folders(root: Path) -> tuple[list[tuple[str, int, int]], list[str]]:
     """Every image under ``root/<split>/<class>/`` as ``(relative path, size, mtime_ns)``, plus notes."""
     entries, ignored = [], []
-    for split_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name.lower() in _SPLIT_DIRS):
+    split_dirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.lower() in _SPLIT_DIRS)
+    # two folders of one split (train/ and Training/, test/ and Test/): a copy counts every image twice
+    groups: dict[str, list[str]] = {}
+    for d in split_dirs:
+        groups.setdefault(_SPLIT_DIRS[d.name.lower()] or "test", []).append(d.name)
+    seen: dict[tuple, str] = {}  # (split group, class, file name, size) -> the first relative path (then: bytes)
+    twice: list[tuple[str, str, str]] = []  # (split group, first path, the copy's path)
+    for split_dir in split_dirs:
+        group = _SPLIT_DIRS[split_dir.name.lower()] or "test"
         for cls in sorted(split_dir.iterdir()):
             if not cls.is_dir():
                 ignored.append(f"{split_dir.name}/{cls.name}")
@@ -207,13 +218,27 @@ def _list_folders(root: Path) -> tuple[list[tuple[str, int, int]], list[str]]:
                             and not e.name.startswith("."):
                         st = e.stat()
                         entries.append((rel, st.st_size, st.st_mtime_ns))
+                        if len(groups[group]) > 1:
+                            first = seen.setdefault((group, cls.name.lower(), e.name, st.st_size), rel)
+                            if not first.startswith(split_dir.name + "/") and \
+                                    filecmp.cmp(root / first, root / rel, shallow=False):
+                                twice.append((group, first, rel))
                     else:
                         ignored.append(rel)
+    if twice:
+        group, a, b = twice[0]
+        folders = " and ".join(f"{n}/" for n in groups[group])
+        raise FERDataError(
+            f"{root} holds one split twice: folders {folders} share {len(twice)} identical image(s) of the same "
+            f"class and name (e.g. {a} and {b}), which would each be counted twice; remove the copy or move it out, "
+            "keeping one folder per split")
     if not entries:
         raise FERDataError(f"no images found under {root}/<split>/<class>/ (extensions "
                            f"{', '.join(sorted(IMAGE_EXTENSIONS))}).\n{FER2013_HELP}")
     entries.sort()
     notes = [f"ignored {len(ignored)} non-image file(s) or folder(s), e.g. {', '.join(ignored[:3])}"] if ignored else []
+    notes += [f"folders {' and '.join(f'{n}/' for n in names)} hold the same split; their images are used together"
+              for names in groups.values() if len(names) > 1]
     return entries, notes
 
 

@@ -5,13 +5,16 @@
 * ``"cbam"``: CBAM spatial gates ``[B, 1, h, w]`` in (0, 1) (Woo et al. 2018, https://arxiv.org/abs/1807.06521);
 * ``"regions"`` ``[B, R, h, w]`` + ``"region_names"``: one spatial softmax per facial region;
 * ``"anchors"`` ``[K, 2]`` (x, y) in ``[0, 1]`` + ``"anchor_names"``: the learned landmark positions;
-* ``"transformer"``: per layer ``[B, heads, T, T]``; token 0 is the class token, then the ``h*w`` map cells.
+* ``"transformer"``: per layer ``[B, heads, T, T]``; token 0 is the class token, then the ``h*w`` map cells
+  (when the model has map tokens), the regions and the anchors.
 
 Raw attention of the last layer says little about which *input* cells the class token used, because each
 layer mixes tokens again. Attention rollout (Abnar & Zuidema 2020, https://arxiv.org/abs/2005.00928) follows
 the flow through the layers: with ``A_l`` the head-averaged attention of layer ``l`` and the residual path
 modelled as ``0.5 I``, ``Â_l = rownorm(0.5 A_l + 0.5 I)`` and ``R = Â_L ... Â_2 Â_1``; row 0 of ``R`` over
-the map-cell columns is the class token's attention on the ``h x w`` grid.
+the map-cell columns is the class token's attention on the ``h x w`` grid. The course's ``sota_resemote_small`` has
+no map tokens (only region and anchor tokens): :func:`token_rollout` then spreads each token's share over that
+token's own spatial map.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from fer_lib import EMOTIONS
 from fer_lib.explain.plots import DISPLAY_SIZE, overlay_cam, upsample_face
 from fer_lib.inference.models import eval_mode, to_model_input, to_uint8_faces
 
@@ -86,8 +90,42 @@ def get_attention(model, images) -> dict:
         out["anchors"] = maps["anchors"].float().cpu().numpy()
         out["anchor_names"] = list(maps["anchor_names"])
     if maps.get("transformer"):
-        out["rollout"] = class_token_map(maps["transformer"], out["token_grid"])
+        if getattr(getattr(model, "transformer", None), "map_tokens", True):
+            out["rollout"] = class_token_map(maps["transformer"], out["token_grid"])
+        else:  # only region and anchor tokens: spread each token's share over its own map
+            out.update(token_rollout(maps))
     return out
+
+
+def token_rollout(maps: dict) -> dict:
+    """The class token's rollout when the transformer sees only region and anchor tokens (no map cells).
+
+    Row 0 of the rollout, without the class token's own column and renormalised, gives each region / anchor token
+    its share ``w_t``; each token's spatial map ``M_t`` (a softmax over the grid) says where that token looks, so
+    ``sum_t w_t M_t`` is where the class token looks on the grid.
+
+    Args:
+        maps: ``model.attention_maps(x)`` with ``"transformer"``, ``"regions"`` and / or ``"anchor_maps"``.
+
+    Returns:
+        ``"rollout_tokens"`` ``float32 [B, T]`` (rows sum to 1), ``"rollout_token_names"`` and ``"rollout"``
+        ``float32 [B, h, w]``.
+    """
+    spatial, names = [], []
+    if "regions" in maps:
+        spatial.append(maps["regions"])
+        names += [f"region:{n}" for n in maps["region_names"]]
+    if "anchor_maps" in maps:
+        spatial.append(maps["anchor_maps"])
+        names += [f"anchor:{n}" for n in maps["anchor_names"]]
+    roll = attention_rollout(maps["transformer"])[:, 0, 1:]  # [B, T]: the class token's draw on the other tokens
+    if not spatial or roll.shape[-1] != len(names):
+        raise ValueError(f"the transformer has {roll.shape[-1]} non-class tokens but the model returned maps for "
+                         f"{len(names)} region / anchor tokens")
+    share = roll / roll.sum(-1, keepdim=True).clamp_min(1e-12)
+    where = torch.einsum("bt,bthw->bhw", share, torch.cat(spatial, dim=1).float())
+    return {"rollout_tokens": share.cpu().numpy().astype(np.float32), "rollout_token_names": names,
+            "rollout": where.cpu().numpy().astype(np.float32)}
 
 
 def plot_anchors(ax, face, anchors: np.ndarray, names, size: int = DISPLAY_SIZE) -> None:
@@ -132,8 +170,6 @@ def plot_attention(model, images, n: int = 3, *, size: int = 128, cmap: str = "j
             if key is None:
                 ax.imshow(upsample_face(face, size), cmap="gray", vmin=0, vmax=255)
                 if "probs" in att:
-                    from fer_lib import EMOTIONS
-
                     p = att["probs"][i]
                     ax.set_xlabel(f"{EMOTIONS[int(p.argmax())]} {p.max():.2f}", fontsize=8)
             elif key == "anchors":

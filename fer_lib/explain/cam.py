@@ -11,7 +11,8 @@
 What this wrapper adds to the package:
 
 1. the right target layer for every variant (``fer_lib.models.gradcam_target_layer``), and a
-   ``reshape_transform`` that turns transformer tokens ``[B, T, D]`` into a map ``[B, D, h, w]``;
+   ``reshape_transform`` that turns transformer tokens ``[B, T, D]`` into a map ``[B, D, h, w]``; for an
+   ensemble (``fer_lib.pretrained("ensemble")``), the mean of its members' maps for the ensemble's class;
 2. the model wrapped so that CAM always sees one logits tensor (never a ``ModelOutput``);
 3. the model's train/eval mode restored afterwards, also on exceptions; no hooks left behind;
 4. an out-of-range class raises ``ValueError`` *before* the package runs (its ``__exit__`` swallows
@@ -37,6 +38,8 @@ from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sig
 from torch import nn
 
 from fer_lib.inference.models import LogitsOnly, eval_mode, model_num_classes, to_model_input
+from fer_lib.inference.proba import predict_proba
+from fer_lib.models import gradcam_target_layer
 
 
 class _SignCorrectedEigenCAM(EigenCAM):
@@ -136,9 +139,12 @@ class FERCam:
                  token_grid: tuple[int, int] | None = None, batch_size: int = 64):
         self.model = model
         self.method = resolve_method(method)
-        if target_layer is None:
-            from fer_lib.models import gradcam_target_layer
-
+        # an ensemble (fer_lib.inference.EnsembleModel) has no layer of its own: its map is the mean of its
+        # members' maps, each for the ensemble's class
+        members = getattr(model, "members", None) if target_layer is None else None
+        self._members = [FERCam(m, method, token_grid=token_grid, batch_size=batch_size) for m in members] \
+            if members is not None else None
+        if target_layer is None and self._members is None:
             target_layer = gradcam_target_layer(model)
         self.target_layer = target_layer
         self.token_grid = token_grid
@@ -153,6 +159,8 @@ class FERCam:
         """Inside the block, the first call hooks the target layer and every later call reuses the hooks; they are
         removed when the block ends (outside a block, each call hooks and unhooks)."""
         self._in_block = True
+        for member in self._members or ():
+            member.__enter__()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:  # never swallows errors
@@ -164,6 +172,9 @@ class FERCam:
         if self._held is not None:
             self._held.activations_and_grads.release()
             self._held = None
+        for member in self._members or ():
+            member._in_block = False
+            member.release()
 
     def _make_cam(self):
         return METHODS[self.method](LogitsOnly(self.model), [self.target_layer], reshape_transform=self._reshape())
@@ -175,6 +186,8 @@ class FERCam:
         x = to_model_input(images, self.model)
         n = x.shape[0]
         wanted = _normalise_targets(targets, n, self.num_classes)  # raises before the package runs
+        if self._members is not None:
+            return self._ensemble_call(x, wanted)
         maps, used, probs = [], [], []
         saved_grads = [(p, p.grad) for p in self.model.parameters()]  # the package zeroes them; we restore
         with eval_mode(self.model), torch.enable_grad():
@@ -205,6 +218,16 @@ class FERCam:
         self.last_probs = np.concatenate(probs).astype(np.float32)
         out = np.concatenate(maps).astype(np.float32)
         return np.nan_to_num(np.clip(out, 0.0, 1.0))
+
+
+    def _ensemble_call(self, x: torch.Tensor, wanted: list[int] | None) -> np.ndarray:
+        """The mean of the members' maps, each for the ensemble's class (or the ``wanted`` ones)."""
+        probs = predict_proba(self.model, x, batch_size=self.batch_size).numpy()
+        targets = probs.argmax(1).tolist() if wanted is None else wanted
+        maps = np.mean([member(x, targets=targets) for member in self._members], axis=0)
+        self.last_targets = np.asarray(targets, dtype=np.int64)
+        self.last_probs = probs.astype(np.float32)
+        return maps.astype(np.float32)
 
 
 def compute_cam(model: nn.Module, images, target=None, method: str = "gradcam", **kwargs) -> np.ndarray:

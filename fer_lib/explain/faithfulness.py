@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from fer_lib.explain.cam import FERCam, resolve_method
 from fer_lib.inference.models import eval_mode, to_uint8_faces
 from fer_lib.inference.proba import batched_logits
 
@@ -116,8 +117,6 @@ def deletion_curve(model, images, labels, *, saliency: str | np.ndarray | Callab
         raise ValueError(f"steps={steps}: need at least 2 fractions (0 and 1)")
     name = saliency if isinstance(saliency, str) else getattr(saliency, "__name__", "given maps")
     if isinstance(saliency, str):
-        from fer_lib.explain.cam import FERCam, resolve_method
-
         method = resolve_method(saliency)
         with FERCam(model, method=method) as cam:
             maps = cam(faces, targets=None if method == "eigencam" else y.tolist())

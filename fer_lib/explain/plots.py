@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fer_lib import EMOTIONS
+from fer_lib.explain.cam import FERCam
 from fer_lib.inference.models import to_uint8_faces
 
 DISPLAY_SIZE = 192
@@ -92,8 +93,6 @@ def cam_grid(model, split, per_class: int = 4, *, method: str = "gradcam", targe
     Returns:
         A matplotlib ``Figure``; each title reads ``true -> predicted (prob)``, green when right, red when wrong.
     """
-    from fer_lib.explain.cam import FERCam
-
     if target not in ("predicted", "true"):
         raise ValueError(f"target={target!r}: choose 'predicted' or 'true'")
     if per_class < 1:

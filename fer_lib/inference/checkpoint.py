@@ -1,5 +1,5 @@
-"""Reading fer_lib checkpoints: safe loading (``weights_only=True``), clear mismatch errors, and ``load_model``
-from the file alone.
+"""Reading fer_lib checkpoints: safe loading (``weights_only=True``), clear mismatch errors, and the model a
+checkpoint names (:func:`build_named_model`); :func:`fer_lib.inference.load_model` builds on them.
 
 A checkpoint (written by :mod:`fer_lib.train.checkpoint`) is a ``dict`` of tensors and plain python types only, so
 ``torch.load(path, weights_only=True)`` -- no arbitrary pickled code -- loads it. The keys this module reads:
@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from fer_lib.models import build_model
 
 FORMAT = "fer_lib.checkpoint/1"
 REQUIRED_KEYS = ("model_name", "model_config", "model")
@@ -138,45 +140,7 @@ def load_weights(
 def build_named_model(model_name: str, model_config: dict[str, Any], source: str) -> nn.Module:
     """``fer_lib.models.build_model(model_name, model_config)``, with a :class:`CheckpointError` naming ``source``
     when fer_lib cannot build that architecture."""
-    from fer_lib.models import build_model
-
     try:
         return build_model(model_name, model_config)
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{source} names model {model_name!r}, which fer_lib.models cannot build ({e})") from e
-
-
-def load_model(
-    path: str | os.PathLike | None = None, device: str | torch.device = "cpu", *, use_ema: bool = True
-) -> nn.Module:
-    """Rebuild a trained model from one file alone: architecture, config and weights, in eval mode.
-
-    Args:
-        path: a ``best.pt`` / ``last.pt`` written by :func:`fer_lib.train.train`, or a ``.safetensors`` file
-            written by :func:`fer_lib.inference.save_pretrained`; ``None`` loads the bundled FER2013 model
-            (:func:`fer_lib.inference.pretrained`).
-        device: where to put the model.
-        use_ema: load the EMA weights when the checkpoint has them (what validation measured).
-
-    Returns:
-        The model in eval mode; ``model.checkpoint_path`` and ``model.data_fingerprint`` are set.
-
-    Raises:
-        CheckpointError: missing or unreadable file, a folder, or an architecture fer_lib cannot build.
-    """
-    if path is None or str(path).endswith(".safetensors"):
-        from fer_lib.inference.pretrained import load_pretrained, pretrained
-
-        return pretrained(device=device) if path is None else load_pretrained(path, device=device)
-    ckpt = load_checkpoint(path)
-    model = build_named_model(ckpt["model_name"], ckpt["model_config"], f"checkpoint {path}")
-    try:
-        load_weights(model, ckpt, use_ema=use_ema)
-    except CheckpointError as e:  # the file contradicts itself: its weights are not those of its model_config
-        detail = str(e).split("; ", 1)[-1].rsplit("; build the model", 1)[0]
-        raise CheckpointError(f"checkpoint {path} is inconsistent: its weights do not match its own model_config "
-                              f"({ckpt['model_name']!r}): {detail}; it was not written by fer_lib.train as it "
-                              "is, so retrain or re-save it") from e
-    model.checkpoint_path = str(path)
-    model.data_fingerprint = ckpt.get("data_fingerprint")
-    return model.to(device).eval()

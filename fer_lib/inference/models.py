@@ -37,7 +37,8 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
     """``"auto"``: CUDA (``cuda:local_rank``), then Apple MPS, then CPU; otherwise ``torch.device(device)``.
 
     Raises:
-        ValueError: not a device name, or CUDA (or that CUDA device) asked for but not available (names the fix).
+        ValueError: not a device name, or CUDA (or that CUDA device) or MPS asked for but not available (names
+            the fix).
     """
     if str(device) == "auto":
         if torch.cuda.is_available():
@@ -57,6 +58,10 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
                          f"device(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1}); use --device cuda or auto")
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank)
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                  and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} asked for, but MPS (Apple silicon's GPU) is not available in this torch "
+                         "build or on this machine; use --device cpu or auto")
     return dev
 
 

@@ -51,7 +51,8 @@ class AnchorAttention(nn.Module):
 
     Shapes:
         ``forward``: ``x [B, C, h, w]`` -> ``(features [B, K, C], maps [B, K, h, w])``; each map sums to 1.
-        ``anchor_positions()``: ``[K, 2]`` (x, y) in ``[0, 1]`` image coordinates.
+        ``anchor_positions()``: ``[K, 2]`` (x, y) in ``[0, 1]`` image coordinates; ``initial_positions`` the same
+        for where they started.
 
     Attributes:
         anchor_names: tuple of the ``K`` names, in output order.
@@ -68,6 +69,8 @@ class AnchorAttention(nn.Module):
         if (xy <= 0).any() or (xy >= 1).any():
             raise ValueError("AnchorAttention: anchor coordinates must lie strictly inside (0, 1)")
         self.centre_logits = nn.Parameter(torch.logit(xy))  # [K, 2], centre = sigmoid(.)
+        # where the anchors started (not saved with the weights: it is the constructor's input)
+        self.register_buffer("initial_positions", xy.clone(), persistent=False)
         self.log_sigma = nn.Parameter(torch.full((len(anchors), 1), math.log(sigma)))  # [K, 1]
         self.refine = nn.Conv2d(channels, len(anchors), 1, bias=False)
         nn.init.zeros_(self.refine.weight)

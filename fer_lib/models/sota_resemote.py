@@ -1,6 +1,7 @@
 """SOTAResEmote: a timm ResNet with switchable attention modules for 48x48 facial-expression images.
 
-Data flow (``h x w`` is the fusion grid; shapes for ``sota_resemote_small`` on a ``[B, 1, 48, 48]`` input)::
+Data flow (``h x w`` is the fusion grid; shapes for the first design, ``sota_resemote_small_v1``, on a
+``[B, 1, 48, 48]`` input; the course's ``sota_resemote_small`` differs as its config table below says)::
 
     x [B,1,48,48] -(resize to input_size)-> ResNet stem + stages (features_only, last three stages)
       stages: [B,128,12,12], [B,256,6,6], [B,512,3,3]      --aux--> two AuxHeads (forward_train only)
@@ -66,13 +67,16 @@ class SOTAResEmoteConfig:
     Registered presets (``fer_lib.models.registry.MODELS``; the switches are fusion, cbam, region, anchor,
     transformer, gem, aux)::
 
-        name                  backbone  switches  fusion_dim  transformer dim/depth  drop_path  dropout
-        sota_resemote_small   resnet18  all on    256         256 / 2                0.05       0.2
-        sota_resemote_medium  resnet34  all on    256         256 / 2                0.1        0.3
-        sota_resemote_large   resnet50  all on    384         384 / 3                0.1        0.3
-        baseline_resnetXX     same      all off   -           -                      0.0        0.0
+        name                    backbone  switches  fusion_dim  transformer dim/depth  drop_path  dropout
+        sota_resemote_small     resnet18  all on    256         128 / 1 (no map tokens) 0.0       0.0
+        sota_resemote_small_v1  resnet18  all on    256         256 / 2                0.05       0.2
+        sota_resemote_medium    resnet34  all on    256         256 / 2                0.1        0.3
+        sota_resemote_large     resnet50  all on    384         384 / 3                0.1        0.3
+        baseline_resnetXX       same      all off   -           -                      0.0        0.0
 
-    All variants take ``[B, in_chans, 48, 48]`` and use ``input_size=48, stem="no_maxpool"`` by default.
+    All variants take ``[B, in_chans, 48, 48]``. ``sota_resemote_small`` (the course's model) resizes to
+    ``input_size=64`` with the stock stem, puts CBAM inside the residual blocks (``cbam_where="blocks"``) and fuses
+    on layer2's 8x8 grid (``fusion_grid="first"``); the others use ``input_size=48, stem="no_maxpool"``.
     Measured on resnet18 (``docs/results/models.md``, shared 2-core CPU, 1 thread): 48 + stock stem gives
     6/3/2 stage grids (0.19 GFLOPs/image); 48 + ``no_maxpool`` gives 12/6/3 (0.63 GFLOPs); upsampling to 96
     with the stock stem gives the same 12/6/3 maps for 0.64 GFLOPs and ~8% fewer training images per CPU-second;
@@ -269,9 +273,10 @@ class SOTAResEmote(nn.Module):
             if maps is not None:
                 maps["regions"], maps["region_names"] = rmaps, list(self.region.region_names)
         if self.anchor is not None:
-            feats, _ = self.anchor(x)
+            feats, amaps = self.anchor(x)
             extra.append(feats)
             if maps is not None:
+                maps["anchor_maps"] = amaps
                 maps["anchors"] = self.anchor.anchor_positions().detach()
                 maps["anchor_names"] = list(self.anchor.anchor_names)
         if self.transformer is not None:
@@ -310,8 +315,9 @@ class SOTAResEmote(nn.Module):
             and, only for modules switched on: ``"cbam"`` (list of ``[B, 1, h, w]`` spatial gates: the blocks'
             first, in depth order and each on its own stage's grid, then the one on the fused map),
             ``"regions"`` ``[B, R, h, w]`` + ``"region_names"``, ``"anchors"`` ``[K, 2]`` (x, y) in ``[0, 1]``
-            image coordinates + ``"anchor_names"``, ``"transformer"`` (list of ``[B, heads, T, T]``, token 0 is
-            the class token, then the ``h*w`` map cells row by row, then regions, then anchors).
+            image coordinates + ``"anchor_names"`` + ``"anchor_maps"`` ``[B, K, h, w]``, ``"transformer"`` (list
+            of ``[B, heads, T, T]``, token 0 is the class token, then the ``h*w`` map cells row by row unless
+            ``transformer_map_tokens`` is off, then regions, then anchors).
             Call it under ``torch.no_grad()`` for plotting; the model's train/eval mode is left as it is.
         """
         maps: dict = {"token_grid": tuple(self.grid)}

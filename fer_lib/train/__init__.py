@@ -19,19 +19,25 @@ from fer_lib.train.checkpoint import (
 )
 from fer_lib.train.config import PRESETS, TrainConfig, preset_config
 from fer_lib.train.course import quick_config
+from fer_lib.train.distill import Teacher, distillation_loss
 from fer_lib.train.ema import ModelEMA
 from fer_lib.train.engine import TrainingStopped, TrainResult, train
-from fer_lib.train.schedule import WarmupCosineSchedule, warmup_cosine_factor
+from fer_lib.train.estimate import Estimate, estimate_minutes
+from fer_lib.train.schedule import WarmupCosineSchedule, steps_per_epoch, warmup_cosine_factor
 from fer_lib.train.steps import training_loss
 
 __all__ = [
     "PRESETS",
     "CheckpointError",
+    "Estimate",
     "ModelEMA",
+    "Teacher",
     "TrainConfig",
     "TrainResult",
     "TrainingStopped",
     "WarmupCosineSchedule",
+    "distillation_loss",
+    "estimate_minutes",
     "load_checkpoint",
     "load_model",
     "load_weights",
@@ -39,6 +45,7 @@ __all__ = [
     "preset_config",
     "quick_config",
     "save_checkpoint",
+    "steps_per_epoch",
     "train",
     "training_loss",
     "warmup_cosine_factor",

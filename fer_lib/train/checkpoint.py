@@ -7,7 +7,7 @@ A checkpoint is a ``dict`` of tensors and plain python types only, so ``torch.lo
 (no arbitrary pickled code) loads it. Keys (see ``docs/DESIGN.md``)::
 
     format            "fer_lib.checkpoint/1"
-    model_name        e.g. "sota_resemote_small"   (fer_lib.models.build_model rebuilds it)
+    model_name        e.g. "sota_resemote_small_v1"   (fer_lib.models.build_model rebuilds it)
     model_config      the model's config as a plain dict
     model             state_dict of the trained weights
     ema               {"module": state_dict, "updates": int, "decay": float} or None
@@ -45,10 +45,10 @@ from fer_lib.inference.checkpoint import (  # noqa: F401 - re-exported: the read
     REQUIRED_KEYS,
     CheckpointError,
     load_checkpoint,
-    load_model,
     load_state_into,
     load_weights,
 )
+from fer_lib.inference.loading import load_model  # noqa: F401 - re-exported: fer_lib.train.load_model
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -1,8 +1,9 @@
 """The quick-mode recipe of the course's training notebook.
 
-Notebook 08 trains the ``gpu`` preset, or in quick mode (``FER_QUICK=1``, CI) the toy version :func:`quick_config`,
-which only shows that the pipeline runs. Notebooks 09-11 never use the toy: :func:`fer_lib.colab.course_model`
-gives them notebook 08's full run when it exists, else the trained model bundled with fer_lib.
+Notebook 08 trains the ``gpu`` preset (on Colab the ``colab`` one, the same recipe within a 60-minute budget), or in
+quick mode (``FER_QUICK=1``, CI) the toy version :func:`quick_config`, which only shows that the pipeline runs.
+Notebooks 09-11 never use the toy: :func:`fer_lib.colab.course_model` gives them notebook 08's full run when it
+exists, else the trained model bundled with fer_lib.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ QUICK_OVERRIDES: dict[str, Any] = {
     "batch_size": 32,
     "warmup_epochs": 0.25,
     "ema_decay": 0.5,
+    # no time budget: fit_budget would re-plan a budget-sized preset's toy (``colab``) to fill its whole budget
+    "max_minutes": None,
+    "fit_budget": False,
 }
 
 

@@ -8,6 +8,8 @@ Per step (all on the device, no per-image python work, and nothing that makes th
 
     uint8 batch ──/255──> Augment ──> mixup/cutmix (soft targets) ──> normalize ──> model (autocast)
         ──> CE(logits, label smoothing, class weights) + aux_weight * mean CE(aux_logits)
+        [kd_weight = w > 0: (1 - w) * that + w * T^2 * KL(teacher || student), the frozen teacher run in
+         eval mode under no_grad on the same normalised batch: fer_lib/train/distill.py]
         ──> backward (GradScaler for fp16) ──> clip ──> step (lr from the schedule; fused AdamW on CUDA) ──> EMA
 
 Every ``log_every`` steps (else :data:`READ_EVERY`) and at the epoch's end the loop reads the steps' loss and
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -51,6 +54,7 @@ from fer_lib.train.checkpoint import (
     save_checkpoint,
 )
 from fer_lib.train.config import TrainConfig
+from fer_lib.train.distill import Teacher
 from fer_lib.train.ema import ModelEMA
 from fer_lib.train.progress import TrainLog
 from fer_lib.train.schedule import WarmupCosineSchedule
@@ -65,8 +69,10 @@ class TrainResult:
 
     Attributes:
         history: one dict per finished epoch with :data:`HISTORY_KEYS` (+ ``"partial"`` when the time budget
-            cut the epoch short).
-        best_path / last_path: the checkpoints (``None`` when no epoch finished).
+            cut the epoch short, and ``"teacher_seconds"``, the seconds of this process's teacher forward passes,
+            when distilling: ``cfg.kd_weight > 0``).
+        best_path / last_path: the checkpoints (``None`` when no epoch finished; ``best_path`` is also ``None``
+            when a run resumed into another folder has no ``best.pt`` there: see :func:`train`).
         model: the final model in eval mode (EMA weights when EMA is on); ``load_model(best_path)`` gives the best.
         run_dir: the output folder.
         stop_reason: ``None`` after all planned epochs, else why training stopped early (time budget).
@@ -137,12 +143,14 @@ class _Run:
     ema: ModelEMA | None
     class_weight: torch.Tensor | None
     augment: Callable | None
+    teacher: Teacher | None = None  # cfg.kd_weight > 0: frozen, eval mode, outside raw / net / optimizer / ema
     budget: TimeBudget | None = None
     params: list[nn.Parameter] = field(default_factory=list)  # raw's parameters, listed once (gradient clipping)
     history: list[dict] = field(default_factory=list)
     best_acc: float = -1.0
     start_epoch: int = 0
     stop_reason: str | None = None
+    has_best: bool = False  # run_dir/best.pt holds this run's best epoch so far (written, resumed or carried over)
 
     @property
     def device(self) -> torch.device:
@@ -194,7 +202,11 @@ def train(
             epoch, plus one every ``cfg.log_every`` steps), which suits CI logs.
         model: train this module instead of building ``cfg.model`` (its ``forward`` takes ``[B, C, 48, 48]``
             and returns logits or ``ModelOutput``); such a checkpoint needs the same class to load.
-        resume: a checkpoint to continue from (overrides ``cfg.resume``).
+        resume: a checkpoint to continue from (overrides ``cfg.resume``). Resumed into another run folder
+            (``cfg.out_dir/cfg.name`` is not the checkpoint's folder), the checkpoint's run's ``best.pt`` is copied
+            there first when it is the best epoch the checkpoint knows of, so that the new folder's ``best.pt`` is
+            the best epoch so far; when it cannot be (missing, or from later epochs), the new folder gets a
+            ``best.pt`` only once an epoch beats the resumed best, and until then ``best_path`` is ``None``.
         on_epoch_end: called as ``fn(epoch_index, history_row)`` after each epoch's checkpoints are written.
 
     Returns:
@@ -203,7 +215,7 @@ def train(
     Raises:
         FloatingPointError: the loss became NaN/inf (names epoch and step; no checkpoint of that epoch is written).
         ValueError: resuming with a different recipe or different data (names what differs), or a run folder
-            that already holds checkpoints without ``cfg.overwrite``.
+            that already holds checkpoints without ``cfg.overwrite`` (a new run, or one resumed from another folder).
         TrainingStopped: SIGTERM arrived; ``last.pt`` holds the last finished epoch and resumes exactly.
     """
     t_start = time.perf_counter()
@@ -231,13 +243,14 @@ def train(
     final = run.ema.module if run.ema is not None else run.raw
     final.eval()
     have = bool(run.history)
-    return TrainResult(run.history, run.run_dir / "best.pt" if have else None,
+    return TrainResult(run.history, run.run_dir / "best.pt" if have and run.has_best else None,
                        run.run_dir / "last.pt" if have else None, final, run.run_dir, run.stop_reason,
                        run.data.source, bool(run.data.synthetic))
 
 
 def _setup(cfg: TrainConfig, data, progress: bool, model: nn.Module | None) -> _Run:
-    """Device and threads, data (in memory, uint8, on the device), model, optimiser, schedule, precision, EMA."""
+    """Device and threads, the teacher (when distilling), data (in memory, uint8, on the device), model, optimiser,
+    schedule, precision, EMA."""
     from fer_lib.data import Augment, AugmentConfig, TensorBatches
 
     # before init_distributed, this process's first CUDA work (CUBLAS_WORKSPACE_CONFIG must precede cuBLAS)
@@ -249,6 +262,10 @@ def _setup(cfg: TrainConfig, data, progress: bool, model: nn.Module | None) -> _
         torch.set_num_threads(cfg.num_threads)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    teacher = None
+    if cfg.kd_weight > 0:  # loaded first: a wrong name or path fails before any data is read
+        teacher = Teacher(cfg.teacher, device, channels_last=cfg.channels_last)
+        log.write(f"teacher: {teacher.describe()} | kd_weight {cfg.kd_weight}, kd_temperature {cfg.kd_temperature}")
 
     if data is None:
         data = S.load_training_data(cfg)
@@ -297,7 +314,56 @@ def _setup(cfg: TrainConfig, data, progress: bool, model: nn.Module | None) -> _
     return _Run(cfg, info, log, data, train_split, val_split, batches_for, steps_per_epoch, raw, net, optimizer,
                 schedule, precision, scaler, ema, weight,
                 Augment(AugmentConfig.from_dict(cfg.augment_overrides)) if cfg.augment else None,
-                params=list(raw.parameters()))
+                teacher=teacher, params=list(raw.parameters()))
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_run_folder(cfg: TrainConfig, resume=None) -> None:
+    """Refuse (``ValueError``) a run whose folder ``cfg.out_dir/cfg.name`` holds checkpoints of an earlier run
+    that it would replace: a new run, or one resumed from a checkpoint in another folder, without
+    ``cfg.overwrite``. Resuming in the checkpoint's own folder continues that run and is never refused here.
+    :func:`train` checks this before its first step; the CLI also calls it before loading any data."""
+    run_dir = Path(cfg.out_dir) / cfg.name
+    resume = resume if resume is not None else cfg.resume
+    if cfg.overwrite or (resume is not None and _same_folder(Path(resume).parent, run_dir)):
+        return
+    existing = [p.name for p in (run_dir / "best.pt", run_dir / "last.pt") if p.exists()]
+    if existing:
+        raise ValueError(
+            f"run folder {display_path(run_dir)} already holds {' and '.join(existing)} of an earlier run; "
+            f"pass --name with a new name, --resume {display_path(run_dir / 'last.pt')} to continue it, or "
+            "--overwrite to replace it (its files are replaced only when this run's first epoch is written)")
+
+
+def _carry_best(run: _Run, resume, ckpt: dict) -> None:
+    """Resumed into another folder: copy the checkpoint's run's ``best.pt`` into this run folder (atomically)
+    when it is the best epoch the checkpoint knows of (same best validation accuracy, not a later epoch), so
+    that this folder's ``best.pt`` always names the best epoch so far. Otherwise say where things stand."""
+    src, dst = Path(resume).with_name("best.pt"), run.run_dir / "best.pt"
+    why = None
+    if not src.is_file():
+        why = f"{display_path(src)} does not exist"
+    else:
+        try:
+            best = load_checkpoint(src, map_location="cpu")
+        except Exception as e:  # noqa: BLE001 - any unreadable best.pt: resume goes on without it
+            best, why = None, f"{display_path(src)} cannot be read ({type(e).__name__})"
+        if best is not None and (best.get("best_val_acc") != ckpt.get("best_val_acc")
+                                 or int(best.get("epoch", 0)) > int(ckpt.get("epoch", 0))):
+            why = f"{display_path(src)} is not the best epoch of {display_path(resume)} (a later or other run)"
+    if why is None:
+        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+        run.has_best = True
+        run.log.write(f"resumed into a new run folder: copied {display_path(src)} (best val_acc "
+                      f"{run.best_acc:.4f}) to {display_path(dst)}")
+    else:
+        run.log.write(f"note: resumed into a new run folder, but {why}: {display_path(dst)} is written when an "
+                      f"epoch beats the resumed best val_acc {run.best_acc:.4f}")
 
 
 def _start(run: _Run, resume, t_start: float) -> None:
@@ -305,6 +371,8 @@ def _start(run: _Run, resume, t_start: float) -> None:
     run in a folder that holds no checkpoints of an earlier run (unless ``cfg.overwrite``: they are then replaced,
     atomically, when this run's first epoch is written, never deleted before)."""
     cfg, run_dir = run.cfg, run.run_dir
+    check_run_folder(cfg, resume)
+    ckpt = None
     if resume is not None:
         ckpt = load_checkpoint(resume, map_location=run.device)
         if not is_resumable(ckpt):
@@ -329,18 +397,16 @@ def _start(run: _Run, resume, t_start: float) -> None:
         run.start_epoch = int(ckpt["epoch"])
         restore_rng_state(ckpt["rng"])
         run.log.write(f"resumed from {resume} after epoch {run.start_epoch} (best val_acc {run.best_acc:.4f})")
-    else:
-        existing = [p.name for p in (run_dir / "best.pt", run_dir / "last.pt") if p.exists()]
-        if existing and not cfg.overwrite:
-            raise ValueError(
-                f"run folder {display_path(run_dir)} already holds {' and '.join(existing)} of an earlier run; "
-                f"pass --name with a new name, --resume {display_path(run_dir / 'last.pt')} to continue it, or "
-                "--overwrite to replace it (its files are replaced only when this run's first epoch is written)")
     if run.info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         for tmp in run_dir.glob(".*.tmp-*"):  # left by a process killed while writing
             tmp.unlink(missing_ok=True)
         _write_json(run_dir / "config.json", cfg.to_dict())
+    if ckpt is not None:
+        if _same_folder(Path(resume).parent, run_dir):
+            run.has_best = (run_dir / "best.pt").is_file()
+        elif run.info.is_main:
+            _carry_best(run, resume, ckpt)
     run.budget = TimeBudget(cfg.max_minutes, cfg.fit_budget, sum(h["seconds"] for h in run.history), t_start)
     run.log.start(run.planned_epochs(), run.start_epoch)
 
@@ -444,9 +510,12 @@ def _train_epoch(run: _Run, epoch: int, stop: _StopOnSignal) -> _EpochPart:
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         lr = run.schedule.step()
+        teacher_logits = None
         with run.precision.autocast():
+            if run.teacher is not None:  # the very view the student gets: consistent teaching (Beyer et al. 2022)
+                teacher_logits = run.teacher(x)
             output = forward_for_loss(run.net, run.raw, x, cfg)
-        loss, logits = training_loss(output, target, cfg, run.class_weight)
+        loss, logits = training_loss(output, target, cfg, run.class_weight, teacher_logits)
         pending.add(step, lr, len(labels), torch.stack(
             [loss.detach().float() * len(labels), (logits.detach().argmax(1) == labels).sum().float()]))
         _optimizer_step(run, loss)
@@ -511,6 +580,8 @@ def _end_epoch(run: _Run, epoch: int, part: _EpochPart) -> dict:
            "images_per_sec": part.images / train_s, "images": part.images}
     if partial:
         row["partial"] = True
+    if run.teacher is not None:  # its share of the epoch's time: the cost of distilling
+        row["teacher_seconds"] = run.teacher.take_seconds()
     run.budget.record_epoch(train_s)
     if run.budget.should_refit(epoch == 0, run.schedule, run.steps_per_epoch, partial):
         before = run.schedule.total_steps
@@ -523,6 +594,7 @@ def _end_epoch(run: _Run, epoch: int, part: _EpochPart) -> dict:
     run.history.append(row)
     improved = val_acc > run.best_acc
     run.best_acc = max(run.best_acc, val_acc)
+    run.has_best = run.has_best or improved
     if info.is_main:  # last.pt: everything resume needs; best.pt: the same without the training state
         state = run.checkpoint(epoch + 1, partial)
         save_checkpoint(state, run.run_dir / "last.pt")

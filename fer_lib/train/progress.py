@@ -74,7 +74,9 @@ class TrainLog:
                                        best=f"{best:.3f}")
         msg = (f"epoch {row['epoch']}/{epochs}  train_loss {row['train_loss']:.4f}  train_acc {row['train_acc']:.4f}  "
                f"val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  "
-               f"{row['seconds']:.1f}s  {row['images_per_sec']:.0f} img/s" + ("  (partial)" if row.get("partial") else ""))
+               f"{row['seconds']:.1f}s  {row['images_per_sec']:.0f} img/s"
+               + (f"  (teacher {row['teacher_seconds']:.1f}s)" if "teacher_seconds" in row else "")
+               + ("  (partial)" if row.get("partial") else ""))
         self.write(msg)
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from fer_lib.train import distributed as D
 from fer_lib.train.config import TrainConfig
+from fer_lib.train.distill import distillation_loss
 
 
 def wants_aux(model, cfg: TrainConfig) -> bool:
@@ -31,9 +32,15 @@ def logits_and_aux(output) -> tuple[torch.Tensor, tuple]:
     return output, ()
 
 
-def training_loss(output, target: torch.Tensor, cfg: TrainConfig, weight: torch.Tensor | None):
+def training_loss(output, target: torch.Tensor, cfg: TrainConfig, weight: torch.Tensor | None,
+                  teacher_logits: torch.Tensor | None = None):
     """Cross-entropy (hard labels ``[B]`` or soft targets ``[B, K]``) with label smoothing and class weights,
-    plus ``cfg.aux_weight`` times the mean auxiliary-head loss. Returns ``(loss, logits)`` (loss in fp32)."""
+    plus ``cfg.aux_weight`` times the mean auxiliary-head loss. Returns ``(loss, logits)`` (loss in fp32).
+
+    With ``teacher_logits`` (``[B, K]``, the teacher on the same batch) and ``cfg.kd_weight = w > 0``, that label
+    loss is mixed with knowledge distillation (:func:`fer_lib.train.distill.distillation_loss`, Hinton et al.
+    2015): ``(1 - w) * label_loss + w * T^2 * KL(teacher || student)`` at ``T = cfg.kd_temperature``, on the
+    main logits only and without class weights. Without them the loss is exactly the label loss."""
     logits, aux = logits_and_aux(output)
 
     def ce(z):
@@ -42,6 +49,9 @@ def training_loss(output, target: torch.Tensor, cfg: TrainConfig, weight: torch.
     loss = ce(logits)
     if aux and cfg.aux_weight > 0:
         loss = loss + cfg.aux_weight * torch.stack([ce(z) for z in aux]).mean()
+    if teacher_logits is not None and cfg.kd_weight > 0:
+        kd = distillation_loss(logits, teacher_logits, cfg.kd_temperature)
+        loss = (1.0 - cfg.kd_weight) * loss + cfg.kd_weight * kd
     return loss, logits
 
 
