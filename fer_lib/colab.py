@@ -230,59 +230,6 @@ def setup(download: bool = True, drive: bool | None = None, runs_dir: str | os.P
     return session
 
 
-def latest_checkpoint(runs: Session | str | os.PathLike, name: str) -> Path | None:
-    """``<runs>/<name>/last.pt`` (``runs``: a folder, or a :class:`Session`'s ``runs_dir``) when an earlier
-    session left one, the checkpoint to resume; ``None`` when there is none."""
-    folder = runs.runs_dir if isinstance(runs, Session) else Path(runs)
-    last = folder / name / "last.pt"
-    return last if last.is_file() else None
-
-
-def _progress(last: Path) -> str:
-    """What a ``last.pt`` holds, in a few words (``""`` when it cannot be read cheaply)."""
-    try:
-        import torch
-
-        ckpt = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
-        sched = ckpt.get("scheduler") or {}
-        text = f"{int(ckpt['epoch'])} epoch(s) done"
-        if sched and int(sched["step_count"]) >= int(sched["total_steps"]):
-            text += (" and its plan is complete, so nothing is left to train (to train again, give cfg another "
-                     "name, or set overwrite=True and resume=False)")
-        return text
-    except Exception:  # noqa: BLE001 - only a message: train() reads the file and reports real problems
-        return ""
-
-
-def resume_or_start(cfg, data=None, progress: bool = True, *, resume: bool = True, **train_kwargs):
-    """Train ``cfg``, or continue its run from its ``last.pt``: the one call that survives a Colab disconnect.
-
-    ``train`` writes ``<cfg.out_dir>/<cfg.name>/last.pt`` after every epoch; with runs on Google Drive (the
-    default of :func:`setup` on Colab) it outlives the session. Run the notebook again after a disconnect and this
-    call finds it (:func:`latest_checkpoint`) and passes it to ``fer_lib.train.train(cfg, data, resume=...)``:
-    the run continues after its last finished epoch, exactly as if it had not stopped, and a ``fit_budget`` run
-    gets what is left of its budget. Without a ``last.pt``, or with ``resume=False``, it starts a new run.
-
-    Args:
-        cfg: the recipe; resuming needs the same recipe and data as the checkpoint (``train`` refuses otherwise,
-            naming what differs: start over under another ``cfg.name``).
-        data, progress, train_kwargs: passed to :func:`fer_lib.train.train`.
-        resume: look for a ``last.pt`` to continue (quick mode passes ``False``: a toy run always starts over).
-
-    Returns:
-        ``train``'s :class:`fer_lib.train.TrainResult` (its ``history`` includes the resumed epochs).
-    """
-    from fer_lib.train import train
-
-    last = latest_checkpoint(cfg.out_dir, cfg.name) if resume else None
-    if last is None:
-        print(f"starting run {cfg.name!r} in {display_path(Path(cfg.out_dir) / cfg.name)}")
-    else:
-        done = _progress(last)
-        print(f"resuming {display_path(last)}" + (f": {done}" if done else ""))
-    return train(cfg, data, progress, resume=last, **train_kwargs)
-
-
 def check_full_run(session: Session, synthetic: bool, *, allow: bool = False) -> None:
     """Stop a full (not quick-mode) training run that would take days on a CPU or train on synthetic faces.
 

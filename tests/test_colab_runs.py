@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from fer_lib import colab
-from fer_lib.colab import Session, latest_checkpoint, resume_or_start, runs_folder
+from fer_lib.colab import Session, runs_folder
+from fer_lib.train.course import latest_checkpoint, resume_or_start
 from fer_lib.data import load_synthetic
 from fer_lib.train import PRESETS, Estimate, TrainConfig, estimate_minutes, preset_config, quick_config, steps_per_epoch
 
@@ -76,6 +77,17 @@ def test_the_estimate_predicts_a_real_run_that_resume_or_start_continues_after_a
     assert [h["epoch"] for h in result.history] == [1, 2]
     measured = sum(h["seconds"] for h in result.history) / 60  # training + validation, as the estimate counts
     assert measured / 4 < est.minutes < measured * 4, (est.minutes, measured)
+
+
+def test_estimate_runs_the_whole_step_of_the_notebook_recipe(tmp_path, data):
+    """The quick-mode toy of notebook 08's recipe (mixup/CutMix, auxiliary heads, EMA, channels_last) on the
+    course's small model, shrunk to two batches of 8."""
+    cfg = quick_config("colab", out_dir=str(tmp_path), model="sota_resemote_small", subset_train=16, subset_val=8,
+                       batch_size=8, device="cpu")
+    assert cfg.mix_prob > 0 and cfg.aux_weight > 0 and cfg.ema and cfg.channels_last
+    est = estimate_minutes(cfg, data, steps=1, warmup=1)
+    assert est.steps_per_epoch == 2 and est.steps_timed == 1 and est.seconds_per_step > 0
+    assert est.max_minutes is None and est.run_epochs == 1  # the toy has no budget
 
 
 def test_estimate_refuses_zero_steps(tmp_path, data):
@@ -186,10 +198,10 @@ def test_latest_checkpoint_finds_last_pt_and_none_without_it(tmp_path):
 
 
 def test_resume_or_start_passes_last_pt_to_train_only_when_asked(tmp_path, monkeypatch, capsys):
-    import fer_lib.train
+    import fer_lib.train.course
 
     calls = []
-    monkeypatch.setattr(fer_lib.train, "train", lambda cfg, data, progress, resume=None: calls.append(resume))
+    monkeypatch.setattr(fer_lib.train.course, "train", lambda cfg, data, progress, resume=None: calls.append(resume))
     cfg = TrainConfig(name="colab", out_dir=str(tmp_path))
     resume_or_start(cfg)
     (tmp_path / "colab").mkdir()

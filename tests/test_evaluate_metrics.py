@@ -189,10 +189,16 @@ def test_mcnemar_by_hand_and_the_paired_bootstrap():
     assert res["p_value"] == pytest.approx(by_hand)
     assert mcnemar_test(y, a, a)["p_value"] == 1.0
 
+    small = compare_models(y, a, b, n_boot=500, seed=1)["rows"][0]  # 12 discordant faces: the interval holds 0
+    assert small["diff"] == pytest.approx(-6 / 42) and small["low"] < small["diff"] < 0 < small["high"]
+    y = np.tile(np.arange(7), 60)  # 420 faces: A alone wrong on 30, B alone wrong on 90
+    a, b = y.copy(), y.copy()
+    a[:30] = (y[:30] + 1) % 7
+    b[30:120] = (y[30:120] + 1) % 7
     cmp = compare_models(y, a, b, n_boot=500, seed=1)
     acc = cmp["rows"][0]
-    assert acc["metric"] == "accuracy" and acc["a"] == pytest.approx(39 / 42) and acc["b"] == pytest.approx(33 / 42)
-    assert acc["diff"] == pytest.approx(-6 / 42) and acc["low"] <= acc["diff"] <= acc["high"] < 0
+    assert acc["metric"] == "accuracy" and acc["a"] == pytest.approx(390 / 420) and acc["b"] == pytest.approx(330 / 420)
+    assert acc["diff"] == pytest.approx(-60 / 420) and acc["low"] <= acc["diff"] <= acc["high"] < 0
     sk = classification_metrics(y, b)
     assert cmp["rows"][1]["b"] == pytest.approx(sk["macro_f1"])
     for row, name in zip(cmp["rows"][2:], EMOTIONS):

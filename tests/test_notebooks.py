@@ -69,11 +69,16 @@ def test_goals_summary_exercises_and_a_paper_or_maths(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_asks_for_a_gpu_runtime_keeps_no_other_state_and_small(path):
+def test_only_training_asks_for_a_gpu_keeps_no_other_state_and_small(path):
     nb = _load(path)
-    # Colab opens the notebook on a GPU runtime; nothing else of Colab's state is kept
-    assert nb["metadata"].get("accelerator") == "GPU", f"{path.name}: metadata must ask Colab for a GPU"
-    assert nb["metadata"].get("colab") == {"gpuType": "T4"}, f"{path.name}: colab metadata is only gpuType"
+    # Colab opens the training notebook (08) on a GPU runtime and every other one on a CPU; nothing else of
+    # Colab's state is kept
+    if path.stem.startswith("08_"):
+        assert nb["metadata"].get("accelerator") == "GPU", f"{path.name}: metadata must ask Colab for a GPU"
+        assert nb["metadata"].get("colab") == {"gpuType": "T4"}, f"{path.name}: colab metadata is only gpuType"
+    else:
+        assert "accelerator" not in nb["metadata"] and "colab" not in nb["metadata"], \
+            f"{path.name}: only notebook 08 needs a GPU runtime"
     assert "widgets" not in nb["metadata"], f"{path.name}: strip widget state"
     for i, cell in enumerate(nb["cells"]):
         assert "colab" not in cell.get("metadata", {}), f"{path.name} cell {i}: strip Colab metadata"

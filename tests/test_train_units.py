@@ -21,7 +21,7 @@ from fer_lib.train import setup as S
 
 
 def test_presets_are_valid_and_round_trip():
-    assert set(PRESETS) == {"demo", "cpu", "gpu", "ablation"}
+    assert set(PRESETS) == {"demo", "cpu", "gpu", "ablation", "colab"}
     for name in PRESETS:
         cfg = preset_config(name)
         assert TrainConfig.from_dict(cfg.to_dict()) == cfg

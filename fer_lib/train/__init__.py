@@ -18,7 +18,7 @@ from fer_lib.train.checkpoint import (
     save_checkpoint,
 )
 from fer_lib.train.config import PRESETS, TrainConfig, preset_config
-from fer_lib.train.course import quick_config
+from fer_lib.train.course import latest_checkpoint, quick_config, resume_or_start
 from fer_lib.train.distill import Teacher, distillation_loss
 from fer_lib.train.ema import ModelEMA
 from fer_lib.train.engine import TrainingStopped, TrainResult, train
@@ -44,6 +44,8 @@ __all__ = [
     "plot_history",
     "preset_config",
     "quick_config",
+    "latest_checkpoint",
+    "resume_or_start",
     "save_checkpoint",
     "steps_per_epoch",
     "train",

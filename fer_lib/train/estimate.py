@@ -110,13 +110,18 @@ class Estimate:
         head = (f"{self.name}: {self.model}, batch {self.batch_size}, {self.precision} on {self.device}: "
                 f"{self.seconds_per_step:.3f} s per step ({self.steps_timed} steps timed) x {self.steps_per_epoch} "
                 f"steps + {self.val_seconds:.1f} s validation = {self.epoch_seconds:.1f} s per epoch; "
-                f"{self.epochs} epochs: about {self.minutes:.0f} minutes")
+                f"{self.epochs} epochs: about {_minutes(self.minutes)}")
         if self.max_minutes is not None and self.fit_budget:
             head += (f"; its {self.max_minutes:g}-minute budget (fit_budget) re-plans it to about "
                      f"{self.run_epochs:.0f} epochs in {self.max_minutes:g} minutes")
         elif self.max_minutes is not None and self.minutes > self.max_minutes:
             head += f"; max_minutes stops it at {self.max_minutes:g} minutes, after about {self.run_epochs:.0f} epochs"
         return head + f" (estimated; checkpoint writes of {self.checkpoint_mb:.0f} MB per epoch not included)"
+
+
+def _minutes(m: float) -> str:
+    """``"40 minutes"``, or with one decimal below ten (``"0.4 minutes"``)."""
+    return f"{m:.0f} minutes" if m >= 10 else f"{m:.1f} minutes"
 
 
 def _sync(device: torch.device) -> None:
