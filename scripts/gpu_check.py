@@ -186,10 +186,10 @@ def _cost(args, device: str) -> dict:
     amp = precision_for(preset_config("gpu").amp, dev)
     precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp.dtype] + "-nhwc"
     if args.dry_run:  # checks the step only
-        settings, groups = bench.BenchSettings(batch_size=4, iters=1, warmup=0), bench.plan_groups(["small"])
+        settings, groups = bench.BenchSettings(batch_size=4, iters=1, warmup=0), bench.plan_groups(["small_v1"])
     else:
         settings = bench.BenchSettings(batch_size=256, iters=10, warmup=3)
-        groups = (bench.plan_groups(["small"], ablate=True, precisions=(precision,))
+        groups = (bench.plan_groups(["small_v1"], ablate=True, precisions=(precision,))
                   + bench.plan_groups(["sota_resemote_small"], precisions=(precision,)))
     results = [bench.bench_group(specs, settings, dev) for specs in groups]
     keep = ("label", "params_m", "gflops_x", "train_img_s", "train_x", "train_x_paired", "infer_ms_img", "infer_x")

@@ -414,34 +414,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         # no class balancing (class_balance="none"), as in every recipe this project measured: its effect on the
         # rare "disgust" class has not been measured (notebook 08, exercise 3, measures it)
     ),
-    "colab": dict(
-        # One free Colab session on its T4: the `gpu` recipe above within a 60-minute training budget. fit_budget
-        # re-plans the cosine after every epoch from the measured epoch times, so the run ends within max_minutes
-        # on any GPU (a faster one trains more epochs in them, a slower one fewer); a run resumed from its last.pt
-        # after a disconnect gets what is left of the budget. Its time on a T4, about 60 minutes of training plus
-        # a few of setup (install, FER2013 download, Drive mount), is ESTIMATED, NOT MEASURED: no run on a T4 has
-        # been timed yet, nor how many epochs fit. Notebook 08 times 30 real steps on the device
-        # (fer_lib.train.estimate_minutes) and prints the estimate before the run starts.
-        name="colab",
-        model="sota_resemote_medium",
-        data="fer2013",
-        epochs=80,  # only the first plan: fit_budget re-plans the run after each epoch to end within max_minutes
-        batch_size=256,
-        lr=2e-3,
-        weight_decay=0.05,
-        warmup_epochs=3.0,
-        label_smoothing=0.1,
-        mixup_alpha=0.2,
-        cutmix_alpha=1.0,
-        mix_prob=0.5,
-        ema=True,
-        ema_decay=0.9998,
-        max_minutes=60.0,
-        fit_budget=True,
-        amp="auto",  # fp16 with a GradScaler on a T4 (no native bf16), bf16 on an A100/H100
-        channels_last=True,
-    ),
 }
+# One free Colab session on its T4: the `gpu` recipe above within a 60-minute training budget. fit_budget re-plans the
+# cosine after every epoch from the measured epoch times, so the run ends within max_minutes on any GPU (a faster one
+# trains more epochs in them, a slower one fewer); a run resumed from its last.pt after a disconnect gets what is left
+# of the budget. Its time on a T4, about 60 minutes of training plus a few of setup (install, FER2013 download, Drive
+# mount), is ESTIMATED, NOT MEASURED: no run on a T4 has been timed yet, nor how many epochs fit. Notebook 08 times
+# 30 real steps on the device (fer_lib.train.estimate_minutes) and prints the estimate before the run starts.
+PRESETS["colab"] = dict(PRESETS["gpu"], name="colab", max_minutes=60.0, fit_budget=True)
 
 
 def preset_config(preset: str, /, **overrides: Any) -> TrainConfig:
