@@ -31,8 +31,8 @@ from fer_lib.inference import describe_model, is_bundled, load_model, resolve_de
 from fer_lib.inference.models import model_in_chans as model_channels  # noqa: F401 - the old name
 from fer_lib.inference.proba import TTA_MODES, predict_proba, tta_views  # noqa: F401 - re-exported
 from fer_lib.metrics import classification_metrics, expected_calibration_error, reliability_bins
-from fer_lib.plots import plot_confusion, plot_reliability
 from fer_lib.paths import file_in_the_way, find_fer2013, unwritable  # noqa: F401 - file_in_the_way: re-exported (it lived here)
+from fer_lib.plots import plot_confusion, plot_reliability
 
 N_BINS = 15
 

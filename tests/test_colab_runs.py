@@ -15,9 +15,17 @@ import pytest
 
 from fer_lib import colab
 from fer_lib.colab import Session, runs_folder
-from fer_lib.train.course import latest_checkpoint, resume_or_start
 from fer_lib.data import load_synthetic
-from fer_lib.train import PRESETS, Estimate, TrainConfig, estimate_minutes, preset_config, quick_config, steps_per_epoch
+from fer_lib.train import (
+    PRESETS,
+    Estimate,
+    TrainConfig,
+    estimate_minutes,
+    preset_config,
+    quick_config,
+    steps_per_epoch,
+)
+from fer_lib.train.course import latest_checkpoint, resume_or_start
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
@@ -120,8 +128,8 @@ def test_colab_preset_is_the_gpu_recipe_within_a_one_session_budget():
     assert colab_cfg.fit_budget and 45 <= colab_cfg.max_minutes <= 75  # one free Colab session
     assert set(colab_cfg.recipe_diff(gpu_cfg)) == {"fit_budget"}  # same model, data, optimiser, schedule, mixing
     source = (Path(colab.__file__).parent / "train" / "config.py").read_text(encoding="utf-8")
-    entry = source[source.index('"colab": dict('):]
-    assert "ESTIMATED, NOT MEASURED" in entry[:1500], "say that its time on a T4 is estimated until it is measured"
+    entry = source[source.index("# One free Colab session"):source.index('PRESETS["colab"] = ')]
+    assert "ESTIMATED, NOT MEASURED" in entry, "say that its time on a T4 is estimated until it is measured"
     toy = quick_config("colab")
     assert toy.max_minutes is None and not toy.fit_budget  # the quick-mode toy never fills a 60-minute budget
 
