@@ -19,24 +19,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from test_bad_inputs import _one_error, _run  # the catalogue's own helpers: exit code, one error line
 
 from fer_lib import EMOTIONS, cli
 
 TINY = ["--data", "synthetic", "--synthetic-train", "64", "--synthetic-val", "40", "--epochs", "1", "--batch-size",
         "32", "--model", "baseline_resnet18", "--model-option", "stem=default", "--no-ema", "--no-progress"]
-
-
-def _run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error(err: str, *needles: str) -> None:
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 def snapshot(*roots: Path) -> dict[str, str]:
