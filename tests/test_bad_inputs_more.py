@@ -9,7 +9,6 @@ byte-identical afterwards (nothing created, changed or deleted).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,24 +18,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_bad_inputs import _one_error, _run  # the catalogue's own helpers: exit code, one error line
+from test_bad_inputs import TINY, _one_error, _run, snapshot  # the catalogue's own helpers
 
 from fer_lib import EMOTIONS, cli
-
-TINY = ["--data", "synthetic", "--synthetic-train", "64", "--synthetic-val", "40", "--epochs", "1", "--batch-size",
-        "32", "--model", "baseline_resnet18", "--model-option", "stem=default", "--no-ema", "--no-progress"]
-
-
-def snapshot(*roots: Path) -> dict[str, str]:
-    """Every file and folder under ``roots`` (a root may be a file): ``{path: sha256 of its bytes, or "dir"}``."""
-    found = {}
-    for root in map(Path, roots):
-        for p in [root] if root.is_file() else [root, *sorted(root.rglob("*"))]:
-            if p.is_dir():
-                found[str(p)] = "dir"
-            elif p.is_file():
-                found[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return found
 
 
 @pytest.fixture(scope="module")
