@@ -24,7 +24,7 @@ _LAZY = {"pretrained", "load_model"}
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from fer_lib import inference
+        from fer_lib import inference  # deferred: keeps `import fer_lib` light (no torch)
 
         return getattr(inference, name)
     raise AttributeError(f"module 'fer_lib' has no attribute {name!r}")

@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fer_lib.models.registry import count_parameters, create_model
 from fer_lib.plots import plot_run_curves
 
 #: variant name -> (model, model options beyond the base stem, extra ``train`` flags)
@@ -137,8 +138,6 @@ def summarize_run(name: str, run_dir: Path, paired: bool = False) -> dict:
     ``curve`` holds ``[wall minutes, PublicTest accuracy]`` after every epoch, for
     :func:`fer_lib.plots.plot_run_curves`.
     """
-    from fer_lib.models.registry import count_parameters, create_model
-
     history = json.loads((run_dir / "history.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     params = count_parameters(create_model(config["model"], **config["model_overrides"]))
@@ -278,9 +277,3 @@ def run_group(group: list[tuple[str, int | None]], plan: AblationPlan, parallel:
                 if proc.returncode:
                     failed.append(run)
     return failed
-
-
-if __name__ == "__main__":  # `python -m fer_lib ablation ...` is `python -m fer_lib ablation ...`
-    from fer_lib.cli import main
-
-    sys.exit(main(["ablation", *sys.argv[1:]]))

@@ -28,6 +28,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from fer_lib.inference import COURSE_MODEL, bundled_names, describe_model, load_model, pretrained
 from fer_lib.paths import REPO_ROOT, display_path, find_fer2013, is_quick
 
 
@@ -104,7 +107,7 @@ def find_uploaded(folder: str | os.PathLike | None = None) -> Path | None:
 def _download_kaggle() -> tuple[Path | None, str]:
     """``(path, "")`` after a successful download, else ``(None, why it failed)``."""
     try:
-        import kagglehub  # type: ignore[import-not-found]
+        import kagglehub  # type: ignore[import-not-found]  # optional (the kaggle extra)
     except ImportError:
         return None, "kagglehub is not installed (pip install kagglehub)"
     try:
@@ -128,7 +131,7 @@ def kaggle_credentials() -> str | None:
         return "kaggle.json in " + ("$KAGGLE_CONFIG_DIR" if os.environ.get("KAGGLE_CONFIG_DIR") else "~/.kaggle")
     if in_colab():
         try:
-            from google.colab import userdata  # type: ignore[import-not-found]
+            from google.colab import userdata  # type: ignore[import-not-found]  # only on Colab
 
             values = {k: userdata.get(k) for k in KAGGLE_SECRETS}
         except Exception:  # noqa: BLE001 - no such secret, access refused, or not a real Colab
@@ -143,7 +146,7 @@ def _mount_drive() -> None:
     """Mount Google Drive at :data:`DRIVE_MOUNT` (Colab asks for permission the first time in a session)."""
     if (DRIVE_MOUNT / "MyDrive").is_dir():  # mounted earlier in this session
         return
-    from google.colab import drive as gdrive  # type: ignore[import-not-found]
+    from google.colab import drive as gdrive  # type: ignore[import-not-found]  # only on Colab
 
     gdrive.mount(str(DRIVE_MOUNT))
 
@@ -193,8 +196,6 @@ def setup(download: bool = True, drive: bool | None = None, runs_dir: str | os.P
     Returns:
         A :class:`Session`; ``FER2013_DIR`` is set in the environment when data was found or downloaded.
     """
-    import torch
-
     colab = in_colab()
     root = find_fer2013()
     if root is not None and not root.exists():
@@ -276,8 +277,6 @@ def course_model(runs_dir: str | os.PathLike | None = None, preset: str | tuple[
     or the most accurate bundled model where that file is missing). The quick-mode
     toy checkpoint (``<preset>_quick``) is never used: it only shows that notebook 08's pipeline runs.
     """
-    from fer_lib.inference import COURSE_MODEL, bundled_names, describe_model, load_model, pretrained
-
     dirs = [Path(runs_dir)] if runs_dir is not None else [REPO_ROOT / "runs", Path("runs")]
     if DRIVE_RUNS.is_dir():
         dirs.append(DRIVE_RUNS)

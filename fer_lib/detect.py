@@ -17,6 +17,13 @@ When the photo as given yields no face, :func:`detect_faces` retries (``retries=
 2. on that copy rotated by -20 and +20 degrees: a tilted head. A face found this way is returned as a
    :class:`FaceBox` with its ``angle``, and :func:`fer_lib.faces.crop_face` crops it upright, as FER2013's faces are.
 
+Small faces (a group photo): by default a face is looked for only when its side is at least ``min_face_frac`` = 6% of
+the photo's shorter side, and at least the detector's smallest window (:data:`WINDOW`: 24 pixels, 40 for dlib) in the
+copy shrunk to ``max_side``. ``min_face=PIXELS`` looks for faces down to that size in the photo's own pixels instead:
+the copy searched is scaled so that such a face fills the detector's smallest window (enlarged beyond the photo if
+need be, and at most :data:`MAX_SEARCH_SIDE` pixels a side), which takes longer on a large photo.
+:func:`smallest_face` says which size a call looks down to.
+
 Then (``upright=True``) each face's remaining tilt is read from its eyes (OpenCV's Haar eye cascade, :func:`eye_roll`)
 and added to its ``angle``, so that the 48x48 crop is upright like FER2013's faces; when the eyes are not found
 clearly the box is kept as detected.
@@ -27,7 +34,7 @@ the numbers are in docs/results/explain.md.
 
 from __future__ import annotations
 
-import sys
+import math
 from pathlib import Path
 
 import cv2
@@ -38,6 +45,15 @@ PAD_FRACTION = 0.25
 RETRY_ANGLES = (-20.0, 20.0)
 DLIB_MIN_SCORE = 0.2  # dlib's detection score a face needs (its own threshold is 0)
 HAAR_RETRY_NEIGHBOURS = 9  # Haar's minNeighbors on the padded and turned retries (5 on the photo as it is)
+WINDOW = {"dlib-hog": 40, "opencv-haar": 24, "skimage-lbp": 24}
+"""Smallest face side (pixels of the copy searched) each backend can find: dlib's 80x80 HOG window on the copy it
+doubles in size (one upsampling, see ``_detect_dlib``), and the 24x24 windows of the Haar and LBP cascades."""
+MIN_FACE = 12
+"""The smallest ``min_face`` (pixels) accepted: a quarter of FER2013's 48-pixel side; the 48x48 crop of a smaller face
+would be almost all interpolation."""
+MAX_SEARCH_SIDE = 4096
+"""Longest side (pixels) of the copy searched for ``min_face``: enlarging a large photo further would take more time
+and memory than a face detector should; crop the photo around the faces instead."""
 
 
 class FaceBox(tuple):
@@ -63,7 +79,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------- backends
 def _dlib_available() -> bool:
     try:
-        import dlib  # noqa: F401
+        import dlib  # noqa: F401  # optional (the faces extra)
     except ImportError:
         return False
     return hasattr(dlib, "get_frontal_face_detector")
@@ -76,7 +92,7 @@ def _haar_available() -> bool:
 
 def _skimage_available() -> bool:
     try:
-        import skimage.data  # noqa: F401
+        import skimage.data  # noqa: F401  # optional (scikit-image)
         from skimage.feature import Cascade  # noqa: F401
     except ImportError:
         return False
@@ -94,7 +110,7 @@ _DLIB = None
 
 def _detect_dlib(gray: np.ndarray, min_size: int) -> list[tuple[int, int, int, int]]:
     global _DLIB
-    import dlib
+    import dlib  # optional (the faces extra)
 
     if _DLIB is None:
         _DLIB = dlib.get_frontal_face_detector()
@@ -118,7 +134,7 @@ def _detect_haar(gray: np.ndarray, min_size: int, neighbours: int = 5) -> list[t
 
 
 def _detect_skimage(gray: np.ndarray, min_size: int) -> list[tuple[int, int, int, int]]:
-    from skimage import data as skdata
+    from skimage import data as skdata  # optional (scikit-image)
     from skimage.feature import Cascade
 
     cascade = Cascade(skdata.lbp_frontal_face_cascade_filename())
@@ -150,6 +166,52 @@ def resolve_backend(backend: str = "auto") -> str:
 
 
 # ------------------------------------------------------------------------------------------------ detection
+def _check_min_face(min_face) -> None:
+    if min_face is None:
+        return
+    try:
+        ok = not isinstance(min_face, bool) and math.isfinite(float(min_face)) and float(min_face) >= MIN_FACE
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"min_face={min_face!r} (--min-face): must be a number of pixels, at least {MIN_FACE} (the "
+                         "smallest face side to look for in the photo); leave it unset (None) for the default, 6% "
+                         "of the photo's shorter side")
+
+
+def _search_size(shape: tuple[int, int], name: str, max_side: int, min_face_frac: float,
+                 min_face: float | None) -> tuple[float, tuple[int, int], int]:
+    """``(scale, (width, height), min_size)``: the factor the photo ``shape = (h, w)`` is resized by for detection, the
+    size of that copy, and the smallest face side looked for in it (pixels of the copy)."""
+    h, w = shape
+    scale = min(1.0, max_side / max(h, w))
+    if min_face is not None and WINDOW[name] / float(min_face) > scale:
+        # a face of min_face pixels must fill the backend's smallest window in the copy searched: a larger copy
+        scale = WINDOW[name] / float(min_face)
+        if max(h, w) * scale > MAX_SEARCH_SIDE + 0.5:
+            lowest = max(MIN_FACE, math.ceil(WINDOW[name] * max(h, w) / MAX_SEARCH_SIDE))
+            raise ValueError(f"min_face={float(min_face):g} (--min-face): faces that small in this {w}x{h} photo "
+                             f"would mean searching a {round(w * scale)}x{round(h * scale)} copy of it (at most "
+                             f"{MAX_SEARCH_SIDE} pixels a side); pass min_face={lowest} (--min-face {lowest}) or "
+                             "more, or crop the photo around the faces first")
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if min_face is None:
+        min_size = max(24, int(min_face_frac * min(size)))
+    else:
+        min_size = max(WINDOW[name], int(min_face * scale + 1e-6))
+    return scale, size, min_size
+
+
+def smallest_face(shape, *, max_side: int = 1024, min_face_frac: float = 0.06, min_face: float | None = None,
+                  backend: str = "auto") -> int:
+    """The smallest face side, in the photo's own pixels, that :func:`detect_faces` looks for in a photo of this
+    ``shape`` (``(h, w)`` or ``(h, w, channels)``) with these arguments; smaller faces are not found."""
+    name = resolve_backend(backend)
+    _check_min_face(min_face)
+    scale, _, min_size = _search_size(tuple(shape[:2]), name, max_side, min_face_frac, min_face)
+    return math.ceil(max(min_size, WINDOW[name]) / scale - 1e-6)
+
+
 def _rotation(shape: tuple[int, int], angle: float) -> np.ndarray:
     h, w = shape
     return cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
@@ -170,27 +232,39 @@ def _retry_views(gray: np.ndarray, retries: bool):
         yield rotated, pad, angle, m
 
 
-def detect_faces(image, *, max_side: int = 1024, min_face_frac: float = 0.06, backend: str = "auto",
-                 retries: bool = True, upright: bool = True) -> list[FaceBox]:
-    """Find faces; :class:`FaceBox` es ``(x, y, w, h)`` in the original image's pixels, largest first.
+def detect_faces(image, *, max_side: int = 1024, min_face_frac: float = 0.06, min_face: float | None = None,
+                 backend: str = "auto", retries: bool = True, upright: bool = True) -> list[FaceBox]:
+    """Find faces: boxes (:class:`FaceBox`, ``(x, y, w, h)``) in the original image's pixels, largest first.
 
     Args:
         image: ``uint8`` RGB ``[H, W, 3]`` or grayscale ``[H, W]`` (see :func:`fer_lib.faces.load_image`).
         max_side: photos larger than this are downscaled for detection (speed) and the boxes mapped back.
         min_face_frac: smallest face side as a fraction of the (downscaled) photo's shorter side (min 24 px).
+        min_face: instead, the smallest face side in the photo's own pixels (at least :data:`MIN_FACE`): for small
+            faces in a group photo. The photo is searched at the scale where such a face fills the detector's
+            smallest window (slower on a large photo); see the module docstring.
         backend: ``"auto"`` or one of :data:`BACKENDS`.
         retries: when nothing is found, retry on a padded copy (tight crops), then rotated by +-20 degrees (tilted
             heads); see the module docstring.
         upright: set each box's ``angle`` from the eyes (:func:`align`), so that the crop is upright like FER2013's.
+
+    Raises:
+        ValueError: an image without pixels; a ``min_face`` below :data:`MIN_FACE`, or one that would mean searching
+            a copy larger than :data:`MAX_SEARCH_SIDE` (the message names the smallest that works for this photo).
     """
     name = resolve_backend(backend)
-    gray = to_gray(np.asarray(image))
+    _check_min_face(min_face)
+    image = np.asarray(image)
+    if image.size == 0:
+        raise ValueError(f"detect_faces: an image of shape {image.shape} has no pixels; pass a photo, uint8 RGB "
+                         "[H, W, 3] or grayscale [H, W] (fer_lib.faces.load_image reads one)")
+    gray = to_gray(image)
     h, w = gray.shape
-    scale = min(1.0, max_side / max(h, w))
-    small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
-                       interpolation=cv2.INTER_AREA) if scale < 1.0 else gray
+    scale, size, min_size = _search_size((h, w), name, max_side, min_face_frac, min_face)
+    # shrunk for speed, or enlarged so that faces of min_face pixels fill the detector's smallest window
+    small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR) \
+        if scale != 1.0 else gray
     small = cv2.equalizeHist(small)
-    min_size = max(24, int(min_face_frac * min(small.shape)))
     if min(small.shape) < min_size:
         return []
     for k, (view, pad, angle, m) in enumerate(_retry_views(small, retries)):
@@ -287,7 +361,7 @@ def align(gray: np.ndarray, boxes: list[FaceBox], min_roll: float = 4.0) -> list
 def detection_rate(backend: str = "auto", *, size: int = 200, tilt: float = 0.0, retries: bool = True) -> dict:
     """Detection on scikit-image's LFW subset (100 tightly cropped 25x25 faces, 100 non-faces), upscaled to
     ``size`` pixels and optionally tilted by ``tilt`` degrees: ``{"faces_found", "non_faces_flagged", ...}``."""
-    from skimage import data as skdata
+    from skimage import data as skdata  # optional (scikit-image): its LFW sample
 
     lfw = skdata.lfw_subset()
     found = []
@@ -299,9 +373,3 @@ def detection_rate(backend: str = "auto", *, size: int = 200, tilt: float = 0.0,
     return {"backend": resolve_backend(backend), "retries": retries, "tilt": tilt, "size": size,
             "faces_found": int(sum(found[:100])), "faces": 100, "non_faces_flagged": int(sum(found[100:])),
             "non_faces": 100}
-
-
-if __name__ == "__main__":  # `python -m fer_lib detect ...` is `python -m fer_lib detect ...`
-    from fer_lib.cli import main
-
-    sys.exit(main(["detect", *sys.argv[1:]]))

@@ -153,7 +153,7 @@ def evaluate_model(model: nn.Module, split, tta: str = "none", *, data=None, che
 
 def save_figures(report: EvalReport, out_dir: str | Path, prefix: str = "") -> list[Path]:
     """Save the confusion matrix and reliability diagram as PNGs; returns their paths."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: pyplot only to save figures
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

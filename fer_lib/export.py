@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -125,7 +124,7 @@ def export_model(model: nn.Module, out_dir, *, formats=FORMATS, batch_size: int 
                                      "ms": _latency_ms(ts, x_lat, warmup, runs)}
     if "onnx" in formats:
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional (the export extra)
         except ImportError as e:
             raise ImportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'fer_lib[export]'") from e
         path = export_onnx(model, out_dir / "model.onnx", example, opset=opset)
@@ -137,9 +136,3 @@ def export_model(model: nn.Module, out_dir, *, formats=FORMATS, batch_size: int 
         report["onnx"] = {"path": str(path), "max_abs_diff": diff, "ms": _latency_ms(run, x_lat, warmup, runs),
                           "opset": opset}
     return report
-
-
-if __name__ == "__main__":  # `python -m fer_lib export ...` is `python -m fer_lib export ...`
-    from fer_lib.cli import main
-
-    sys.exit(main(["export", *sys.argv[1:]]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,14 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fer_lib import EMOTIONS
-from fer_lib.detect import FaceBox, available_backends, detect_faces, to_gray  # noqa: F401 - re-exported
+from fer_lib.detect import (  # noqa: F401 - FaceBox, available_backends and MIN_FACE are re-exported
+    MIN_FACE,
+    FaceBox,
+    available_backends,
+    detect_faces,
+    smallest_face,
+    to_gray,
+)
 from fer_lib.inference.proba import predict_proba
 
 FACE_SIZE = 48
@@ -61,6 +69,10 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
     arr = np.asarray(arr)
+    if arr.size == 0:
+        raise ImageReadError(f"image array of shape {arr.shape} is empty (no pixels); pass a photo of at least 1x1 "
+                             "pixels, [H, W] grayscale, [H, W, 3] RGB or [H, W, 4] RGBA (did a crop or a slice "
+                             "select nothing?)")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 2:
@@ -72,11 +84,16 @@ def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
             alpha = _to_uint8(arr[:, :, 3]).astype(np.float32)[:, :, None] / 255.0
             rgb = rgb * alpha + 255.0 * (1.0 - alpha)
         return np.ascontiguousarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
+    batch = ("; a batch of cropped faces [N, 48, 48] goes to fer_lib.inference.predict_proba(model, faces) instead"
+             if arr.ndim == 3 else "")
     raise ImageReadError(f"image array of shape {arr.shape}: expected [H, W] grayscale, [H, W, 3] RGB "
-                         "or [H, W, 4] RGBA")
+                         f"or [H, W, 4] RGBA{batch}")
 
 
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+    if img.width == 0 or img.height == 0:
+        raise ImageReadError(f"image of {img.width}x{img.height} pixels is empty (no pixels); pass a photo of at "
+                             "least 1x1 pixels (did a crop select nothing?)")
     img = ImageOps.exif_transpose(img)  # phones store portraits as landscape + an EXIF orientation tag
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         return _array_to_rgb(np.array(img))
@@ -100,7 +117,12 @@ def load_image(source) -> np.ndarray:
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ImageReadError: the file or bytes are not a decodable image (names the file).
+        ImageReadError: the file or bytes are not a decodable image (names the file), an image without pixels, or a
+            file above twice ``PIL.Image.MAX_IMAGE_PIXELS``, which PIL refuses as a possible decompression bomb.
+
+    Warns:
+        PIL.Image.DecompressionBombWarning: a file above ``PIL.Image.MAX_IMAGE_PIXELS`` (about 89 megapixels by
+            default); it is read all the same, and the one-line message names the file as given.
     """
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source)
@@ -124,12 +146,31 @@ def load_image(source) -> np.ndarray:
         raise TypeError(f"cannot read an image from {type(source).__name__}; pass a path, bytes, "
                         "a PIL image or a numpy array")
     try:
-        with Image.open(fp) as img:
-            img.load()
-            return _pil_to_rgb(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        with warnings.catch_warnings():
+            # PIL's own warning is printed with the path of PIL's source file and says nothing of the photo: it is
+            # silenced here and said again below, in one line naming the photo as the caller named it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fp) as img:
+                img.load()
+                rgb = _pil_to_rgb(img)
+    except Image.DecompressionBombError as e:
+        limit = Image.MAX_IMAGE_PIXELS or 0
+        raise ImageReadError(f"cannot read image {name}: it has more than {2 * limit:,} pixels, which PIL refuses "
+                             "to decode (a possible decompression bomb); scale the photo down (by default faces are "
+                             "searched on a copy of at most 1024 pixels a side), or, for a file you trust, raise "
+                             "PIL.Image.MAX_IMAGE_PIXELS in Python") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, ImageReadError):  # an image without pixels: already says so
+            raise
         raise ImageReadError(f"cannot read image {name}: {type(e).__name__}: {e}. Expected a JPEG, PNG, "
                              "BMP, TIFF or WebP photo; re-save it with an image editor if it is damaged") from e
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and rgb.shape[0] * rgb.shape[1] > limit:
+        warnings.warn(f"photo {name} is large ({rgb.shape[1]}x{rgb.shape[0]} pixels, above PIL's "
+                      f"decompression-bomb limit of {limit:,}); it was read all the same as a file you chose. "
+                      "Scale it down to save time and memory (by default faces are searched on a copy of at most "
+                      "1024 pixels a side)", Image.DecompressionBombWarning, stacklevel=2)
+    return rgb
 
 
 def sample_photos() -> dict[str, np.ndarray]:
@@ -141,13 +182,13 @@ def sample_photos() -> dict[str, np.ndarray]:
     """
     photos = {}
     try:
-        from skimage import data as skdata
+        from skimage import data as skdata  # optional (scikit-image)
 
         photos["astronaut"] = skdata.astronaut()
     except ImportError:
         pass
     try:
-        from matplotlib import cbook
+        from matplotlib import cbook  # deferred: only for the sample photo
 
         with cbook.get_sample_data("grace_hopper.jpg") as f:
             photos["grace_hopper"] = load_image(f.read())
@@ -215,23 +256,38 @@ class FacePrediction:
                 "probs": {e: round(float(p), 6) for e, p in self.probs.items()}}
 
 
+def _no_face_message(where: str, shape: tuple[int, int], *, max_side: int, min_face, backend: str) -> str:
+    """What :class:`NoFaceError` says: where, and the way on that can help this photo. When smaller faces than those
+    looked for could be in it (a group photo), that is ``min_face`` (``--min-face``), not "a larger photo"."""
+    smallest = smallest_face(shape, max_side=max_side, min_face=min_face, backend=backend)
+    if MIN_FACE < smallest < min(shape):
+        suggest = max(MIN_FACE, smallest // 2)
+        return (f"no face found in {where} (faces of {smallest} pixels and more were looked for); for smaller faces, "
+                f"e.g. in a group photo, pass min_face={suggest} (--min-face {suggest}); for an already cropped face, "
+                "detect=False (--no-detect); else try a frontal, well-lit photo")
+    return (f"no face found in {where}; try detect=False (--no-detect) for an already cropped face, or a larger, "
+            "frontal, well-lit photo")
+
+
 def face_crops(image, *, detect: bool = True, select: str = "all", margin: float = 0.15,
-               max_side: int = 1024, backend: str = "auto", source: str | None = None):
+               max_side: int = 1024, min_face: float | None = None, backend: str = "auto",
+               source: str | None = None):
     """Boxes and 48x48 crops of the faces in ``image`` (``uint8 [N, 48, 48]``), largest first.
 
     With ``detect=False`` the photo is taken as one already-cropped face (its central square).
-    Raises :class:`NoFaceError` when detection finds nothing.
+    Raises :class:`NoFaceError` when detection finds nothing; its message says which face size was looked for and,
+    when smaller faces could be in the photo, names ``min_face`` (:func:`fer_lib.detect.detect_faces`).
     """
     if select not in ("all", "largest"):
         raise ValueError(f"select={select!r}: choose 'all' or 'largest'")
     rgb = load_image(image)
     gray = to_gray(rgb)
     if detect:
-        boxes = detect_faces(rgb, max_side=max_side, backend=backend)
+        boxes = detect_faces(rgb, max_side=max_side, min_face=min_face, backend=backend)
         if not boxes:
             where = source or (str(image) if isinstance(image, (str, os.PathLike)) else "the image")
-            raise NoFaceError(f"no face found in {where}; try detect=False (--no-detect) for an already "
-                              "cropped face, or a larger, frontal, well-lit photo")
+            raise NoFaceError(_no_face_message(where, gray.shape, max_side=max_side, min_face=min_face,
+                                               backend=backend))
         boxes = boxes[:1] if select == "largest" else boxes
         crops = [crop_face(gray, b, margin=margin) for b in boxes]
     else:
@@ -243,12 +299,19 @@ def face_crops(image, *, detect: bool = True, select: str = "all", margin: float
 
 
 def classify_faces(model: torch.nn.Module, faces_uint8: np.ndarray, tta: str = "none") -> np.ndarray:
-    """Softmax probabilities ``float32 [N, 7]`` for ``uint8 [N, 48, 48]`` faces (the model's mode is restored)."""
+    """Softmax probabilities ``float32 [N, 7]`` for ``uint8 [N, 48, 48]`` faces (the model's mode is restored).
+
+    Raises:
+        ValueError: no faces (``N = 0``), or faces without pixels.
+    """
+    if len(faces_uint8) == 0:
+        raise ValueError(f"classify_faces: no faces given (an array of shape {tuple(np.shape(faces_uint8))}); pass "
+                         "uint8 faces [N, 48, 48] with N >= 1, e.g. the crops of fer_lib.faces.face_crops")
     return predict_proba(model, faces_uint8, tta).numpy()
 
 
 def predict_faces(model: torch.nn.Module, image, *, detect: bool = True, select: str = "all", top_k: int = 3,
-                  margin: float = 0.15, max_side: int = 1024, backend: str = "auto",
+                  margin: float = 0.15, max_side: int = 1024, min_face: float | None = None, backend: str = "auto",
                   source: str | None = None) -> list[FacePrediction]:
     """Emotion of every face (or the largest) in a photo.
 
@@ -259,16 +322,21 @@ def predict_faces(model: torch.nn.Module, image, *, detect: bool = True, select:
         select: ``"all"`` faces or only the ``"largest"``.
         top_k: how many emotions to list in ``FacePrediction.top_k`` (1..7).
         margin, max_side, backend: see :func:`crop_face` and :func:`detect_faces`.
+        min_face: the smallest face side to look for, in the photo's pixels (at least
+            :data:`fer_lib.detect.MIN_FACE`); ``None``: 6% of the photo's shorter side. Lower it for the small faces
+            of a group photo (see :func:`detect_faces`).
         source: the name used in error messages (defaults to the path).
 
     Raises:
         NoFaceError: detection found no face (never a guess).
-        FileNotFoundError, ImageReadError: the photo cannot be read.
+        FileNotFoundError, ImageReadError: the photo cannot be read, or has no pixels (an empty array).
+        ValueError: a ``min_face`` below :data:`fer_lib.detect.MIN_FACE`, or too small for this photo (the message
+            names the smallest that works).
     """
     if not 1 <= int(top_k) <= len(EMOTIONS):
         raise ValueError(f"top_k={top_k}: must be between 1 and {len(EMOTIONS)}")
     _, boxes, crops = face_crops(image, detect=detect, select=select, margin=margin, max_side=max_side,
-                                 backend=backend, source=source)
+                                 min_face=min_face, backend=backend, source=source)
     probs = classify_faces(model, crops)
     out = []
     for i, (box, p, face) in enumerate(zip(boxes, probs, crops)):

@@ -86,6 +86,7 @@ def classification_metrics(labels, preds, class_names=EMOTIONS) -> dict:
         ``{"accuracy", "macro_f1", "per_class": {name: {precision, recall, f1, support}}, "confusion": [[int]]}``;
         ``confusion[i][j]`` counts true class ``i`` predicted as ``j``.
     """
+    # scikit-learn is heavy: imported on first use
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     y, p = _np(labels).astype(np.int64), _np(preds).astype(np.int64)
@@ -140,7 +141,7 @@ def mcnemar_test(labels, pred_a, pred_b) -> dict:
     Returns:
         ``{"a_only": b, "b_only": c, "p_value": p}``.
     """
-    from scipy.stats import binom
+    from scipy.stats import binom  # heavy: imported only for McNemar's test
 
     y, a, b_ = _np(labels).astype(np.int64), _np(pred_a).astype(np.int64), _np(pred_b).astype(np.int64)
     if not (len(y) == len(a) == len(b_)) or len(y) == 0:

@@ -84,7 +84,7 @@ def plot_run_curves(rows: list[dict], title: str = ""):
 
 def plot_confusion(confusion, class_names=EMOTIONS, title: str = "confusion matrix (row-normalised)", ax=None):
     """Seaborn heatmap of the row-normalised confusion matrix with class names; returns the figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: pyplot and seaborn only when drawn into new axes
     import seaborn as sns
 
     if ax is None:
@@ -99,7 +99,7 @@ def plot_confusion(confusion, class_names=EMOTIONS, title: str = "confusion matr
 
 def plot_reliability(bins: dict, ece: float | None = None, title: str = "reliability diagram", ax=None):
     """Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: pyplot only when a figure is drawn
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))

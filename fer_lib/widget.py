@@ -61,7 +61,7 @@ def _uploaded_files(value) -> list[tuple[str, bytes]]:
 def sample_image() -> tuple[str, np.ndarray, bool]:
     """``(name, uint8 RGB photo, detect)``: the astronaut photo, or a drawn face (``detect=False``)."""
     try:
-        from skimage import data
+        from skimage import data  # optional (scikit-image)
 
         return "astronaut (scikit-image sample)", data.astronaut(), True
     except ImportError:

@@ -7,13 +7,14 @@
 Steps (each recorded in the summary, a failing step does not stop the others):
 
 1. ``env``: torch, CUDA, GPUs and their compute capability, and the AMP dtype the ``gpu`` preset resolves to
-   (``fer_lib.train.setup.precision_for``: bf16 on compute capability >= 8, fp16 with a GradScaler below).
+   (:func:`fer_lib.bench.record.environment`: bf16 on compute capability >= 8, fp16 with a GradScaler below), and
+   the checkout's commit.
 2. ``data``: FER2013 from ``--data-root`` (default ``data/packed``, the git-ignored file written by
    ``scripts/pack_fer2013.py``, small enough to travel with the checkout; any form ``load_fer2013`` reads works).
 3. ``cost``: what each SOTAResEmote module costs on the GPU (``fer_lib.bench``: ``sota_resemote_small_v1`` with each
    module off in turn, and ``sota_resemote_small``, against ``baseline_resnet18``, batch 256, the ``gpu``
    preset's precision, channels_last): on a CPU the modules cost 1.2-1.35x the baseline's training time.
-4. ``overhead``: the training loop's per-step overhead on the GPU (:func:`fer_lib.train.overhead.step_overhead`:
+4. ``overhead``: the training loop's per-step overhead on the GPU (:func:`fer_lib.bench.overhead.step_overhead`:
    the ``gpu`` preset's step with a one-layer model, batch 256), alternated round by round with the checkout from
    before issue 20 (``--before``, default ``device_data/before``, written by ``--prepare``) when it is there: the
    issue's target is at most a third of the old overhead.
@@ -22,7 +23,13 @@ Steps (each recorded in the summary, a failing step does not stop the others):
 6. ``ddp``: when 2 or more GPUs are present, ``torchrun --nproc_per_node 2 -m fer_lib train`` for one short epoch.
 7. ``main``: the ``gpu`` preset for ``--minutes`` (the schedule fitted to that budget), cut to what the
    ``--deadline`` leaves after the earlier steps: epochs, best and last PublicTest accuracy (EMA weights, one
-   forward pass), training images/s (epochs after the first), peak GPU memory, wall time.
+   forward pass), training images/s (epochs after the first), peak GPU memory, wall time
+   (:func:`fer_lib.bench.record.measure_training`, which also measures step 5).
+
+What is reusable lives in the library, tested on a CPU (``tests/test_gpu_path.py``): the environment and the
+measured training run (``fer_lib/bench/record.py``), the cost benchmark (``fer_lib.bench``), the step overhead and
+its round-by-round ratios (``fer_lib/bench/overhead.py``). This script keeps the orchestration: the steps, the
+deadline, the summary file, and ``--prepare``.
 
 A lent GPU machine cuts a command at 10 minutes and returns only what is in its result folder by then, so the
 whole run ends within ``--deadline`` minutes (default 9) and the summary is rewritten after every step: a run cut
@@ -43,7 +50,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -74,18 +80,11 @@ def _step(summary: dict, name: str, fn) -> None:
 
 
 def _env(device: str) -> dict:
-    import torch
+    """:func:`fer_lib.bench.record.environment` (versions, GPUs, the ``gpu`` preset's precision here) and the
+    commit of this checkout."""
+    from fer_lib.bench.record import environment
 
-    from fer_lib.inference import resolve_device
-    from fer_lib.train import preset_config
-    from fer_lib.train.setup import precision_for
-
-    dev = resolve_device(device)
-    gpus = []
-    if torch.cuda.is_available():
-        for i in range(torch.cuda.device_count()):
-            p = torch.cuda.get_device_properties(i)
-            gpus.append({"name": p.name, "capability": f"{p.major}.{p.minor}", "memory_gib": round(p.total_memory / 2**30, 1)})
+    env = environment(device, preset="gpu")
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                 timeout=10).stdout.strip() or None
@@ -93,37 +92,19 @@ def _env(device: str) -> dict:
         commit = None
     if not commit and (ROOT / "device_data" / "commit.txt").is_file():  # the lent machine gets no .git
         commit = (ROOT / "device_data" / "commit.txt").read_text().strip()
-    return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-            "device": str(dev), "gpus": gpus, "commit": commit, "cpu_threads": torch.get_num_threads(),
-            "amp": str(precision_for(preset_config("gpu").amp, dev))}
+    return {**env, "commit": commit}
 
 
 def _train_once(data, out: Path, name: str, device: str, **overrides) -> dict:
-    import torch
-
-    from fer_lib.train import preset_config, train
+    """The ``gpu`` preset with ``overrides`` in ``out/name``, measured (:func:`fer_lib.bench.record.measure_training`:
+    epochs, accuracy, images/s after the first epoch, peak GPU memory, wall time)."""
+    from fer_lib.bench.record import measure_training
+    from fer_lib.train import preset_config
 
     cfg = preset_config("gpu", name=name, out_dir=str(out), device=device, overwrite=True, log_every=0, **overrides)
-    cuda = torch.cuda.is_available() and cfg.device != "cpu"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    result = train(cfg, data, progress=False)
-    wall = time.perf_counter() - t0
-    h = result.history
-    steady = h[1:] or h  # epoch 1 holds the warm-up (cuDNN autotuning, compilation)
-    best = max(h, key=lambda r: r["val_acc"])
-    return {
-        "model": cfg.model, "batch_size": cfg.batch_size, "lr": cfg.lr, "compile": cfg.compile,
-        "max_minutes": cfg.max_minutes, "epochs_run": len(h),
-        "best_val_acc": best["val_acc"], "best_epoch": best["epoch"], "last_val_acc": h[-1]["val_acc"],
-        "val_split": cfg.val_split, "train_images_per_sec": sum(r["images_per_sec"] for r in steady) / len(steady),
-        "first_epoch_s": h[0]["seconds"], "wall_s": round(wall, 1),
-        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-        "stop_reason": result.stop_reason, "run_dir": str(result.run_dir.relative_to(ROOT))
-        if result.run_dir.is_relative_to(ROOT) else str(result.run_dir),
-    }
+    result = measure_training(cfg, data)
+    run_dir = result["run_dir"]
+    return {**result, "run_dir": str(run_dir.relative_to(ROOT)) if run_dir.is_relative_to(ROOT) else str(run_dir)}
 
 
 def _ddp(args, out: Path, synthetic: bool) -> dict:
@@ -151,7 +132,7 @@ def _ddp(args, out: Path, synthetic: bool) -> dict:
 def _overhead(args) -> dict:
     """The loop's per-step overhead (one-layer model, the ``gpu`` preset's step), this checkout alternated with
     ``args.before`` when that holds a ``fer_lib`` package, each run in its own process."""
-    from fer_lib.train.overhead import compare_checkouts, format_overhead
+    from fer_lib.bench.overhead import compare_checkouts, format_overhead, paired_ratios
 
     here = Path(".")
     before = args.before if (args.before / "fer_lib" / "__init__.py").is_file() else None
@@ -164,8 +145,7 @@ def _overhead(args) -> dict:
              "checkout": names[r["checkout"]]} for r in rows]
     out = {"settings": kwargs, "rows": rows, "table": format_overhead(rows), "before": names.get(str(before))}
     if before is not None:
-        now = {r["round"]: r["overhead_ms"] for r in rows if r["checkout"] == str(here)}
-        ratios = sorted(now[r["round"]] / r["overhead_ms"] for r in rows if r["checkout"] != str(here))
+        ratios = sorted(paired_ratios(rows, str(here), names[str(before)]))  # this checkout over before, by round
         out["now_over_before"] = {"median": ratios[len(ratios) // 2], "min": ratios[0], "max": ratios[-1]}
     else:
         out["note"] = f"no {_rel(args.before)}/fer_lib: only this checkout was timed (run --prepare first)"
@@ -184,7 +164,7 @@ def _cost(args, device: str) -> dict:
 
     dev = torch.device(device)
     amp = precision_for(preset_config("gpu").amp, dev)
-    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp.dtype] + "-nhwc"
+    precision = bench.precision_name(amp.dtype, channels_last=True)
     if args.dry_run:  # checks the step only
         settings, groups = bench.BenchSettings(batch_size=4, iters=1, warmup=0), bench.plan_groups(["small_v1"])
     else:

@@ -1,6 +1,7 @@
 """Bad inputs, round two (issue 37): run names that would leave ``--out`` or replace another run, flag values that
 pass but mean nothing, an ``--out`` that cannot be written, a URL or ``-`` given to ``predict``, resuming into a new
-run folder, and a data folder holding one split twice.
+run folder, a data folder holding one split twice, and photos and the Python API (empty arrays, raw pixels given to a
+model, small faces in a group photo, a photo above PIL's decompression-bomb limit).
 
 The catalogue's rules (as in tests/test_bad_inputs.py): the exit code, exactly one ``error:`` line on stderr with
 its key phrase and no traceback, and every file and folder of the case's inputs and of its working folder
@@ -11,13 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from test_bad_inputs import TINY, _one_error, _run, snapshot  # the catalogue's own helpers
 
 from fer_lib import EMOTIONS, cli
@@ -140,6 +145,13 @@ CATALOGUE = [
       "download the photo first", id="predict-url-after-a-photo"),
     C(lambda t, ck: ["predict", "--checkpoint", ck, "--out", t / "out", "-"], 1,
       "PHOTO '-': predict does not read standard input", id="predict-stdin-dash"),
+    # the smallest face to look for
+    C(lambda t, ck: ["predict", "--checkpoint", ck, "--out", t / "out", "--min-face", "5", _face(t)], 1,
+      "--min-face 5: must be at least 12 pixels", id="predict-min-face-too-small"),
+    C(lambda t, ck: ["predict", "--checkpoint", ck, "--out", t / "out", "--min-face", "20", "--no-detect", _face(t)],
+      1, "--min-face 20 with --no-detect", id="predict-min-face-without-detection"),
+    C(lambda t, ck: ["predict", "--checkpoint", ck, "--out", t / "out", "--min-face", "tiny", _face(t)], 2,
+      "argument --min-face: invalid int value: 'tiny'", id="predict-min-face-not-a-number"),
     # a data folder holding one split twice
     C(lambda t, ck: ["evaluate", "--checkpoint", ck, "--data-root", _twice(t), "--split", "Test"], 1,
       "holds one split twice: folders Train/ and train/", id="data-split-folder-copied"),
@@ -394,3 +406,230 @@ def test_two_folders_of_one_split_with_different_images_are_used_together_with_a
                           tmp_path / "ev")
     assert code == 0, err
     assert "hold the same split" in out and "(14 images)" in out
+
+
+# ------------------------------------------------------------------------- photos and the Python API: empty arrays
+
+@pytest.fixture(scope="module")
+def model():
+    """An untrained baseline: these cases are about what reaches it, not what it answers."""
+    from fer_lib.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("baseline_resnet18").eval()
+
+
+EMPTY = [C(np.zeros((0, 0)), id="0x0-float"), C(np.zeros((0, 48, 48), np.uint8), id="0-faces-uint8"),
+         C(np.zeros((10, 0, 3)), id="10x0x3-float"), C(np.zeros((48, 0), np.uint8), id="48x0-uint8")]
+
+
+@pytest.mark.parametrize("empty", EMPTY)
+def test_an_empty_array_given_as_a_photo_is_one_clear_value_error(empty, model):
+    from fer_lib.faces import face_crops, load_image, predict_faces
+
+    shape = re.escape(str(empty.shape))
+    for call in (lambda: predict_faces(model, empty), lambda: predict_faces(model, empty, detect=False),
+                 lambda: face_crops(empty), lambda: load_image(empty)):
+        with pytest.raises(ValueError, match=rf"image array of shape {shape} is empty \(no pixels\); pass a photo"):
+            call()
+    with pytest.raises(ValueError, match=r"image of 0x0 pixels is empty"):
+        load_image(Image.new("RGB", (0, 0)))
+
+
+@pytest.mark.parametrize(("empty", "what"), [
+    (np.zeros((0, 0)), "an image without pixels"), (np.zeros((0, 48, 48), np.uint8), "no images"),
+    (np.zeros((10, 0, 3)), "images without pixels"), (torch.zeros(0, 1, 48, 48, dtype=torch.uint8), "no images"),
+    (np.zeros((3, 48, 0), np.uint8), "images without pixels")])
+def test_preprocess_refuses_an_empty_array_naming_its_shape(empty, what):
+    from fer_lib.data import preprocess
+
+    with pytest.raises(ValueError, match=rf"preprocess got {what}.*shape {re.escape(str(tuple(empty.shape)))}; "
+                                         r"pass uint8 faces .* of at least 1"):
+        preprocess(empty)
+
+
+def test_predict_proba_and_classify_faces_refuse_empty_faces(model):
+    from fer_lib.faces import classify_faces
+    from fer_lib.inference import predict_proba
+
+    with pytest.raises(ValueError, match="no images given"):
+        predict_proba(model, np.zeros((0, 48, 48), np.uint8))
+    with pytest.raises(ValueError, match=r"preprocess got images without pixels"):  # uint8: preprocess says so
+        predict_proba(model, np.zeros((10, 0, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"got \[10, 1, 0, 3\]: images without pixels"):  # floats: the model does
+        predict_proba(model, np.zeros((10, 0, 3)))
+    with pytest.raises(ValueError, match=r"classify_faces: no faces given \(an array of shape \(0, 48, 48\)\)"):
+        classify_faces(model, np.zeros((0, 48, 48), np.uint8))
+
+
+def test_a_batch_of_faces_given_as_a_photo_points_to_predict_proba(model):
+    from fer_lib.faces import predict_faces
+
+    with pytest.raises(ValueError, match=r"image array of shape \(2, 48, 48\): expected \[H, W\] grayscale, .*; "
+                                         r"a batch of cropped faces \[N, 48, 48\] goes to "
+                                         r"fer_lib\.inference\.predict_proba"):
+        predict_faces(model, np.zeros((2, 48, 48), np.uint8))
+
+
+# ------------------------------------------------------------------------- raw pixels given straight to a model
+
+def test_a_model_given_raw_pixels_says_to_preprocess_them(model):
+    import fer_lib
+    from fer_lib.data import preprocess
+
+    faces = np.random.default_rng(0).integers(0, 256, (2, 48, 48), dtype=np.uint8)
+    raw = [(faces, "got a numpy.ndarray"), (faces[:, None], "got a numpy.ndarray"),
+           (torch.from_numpy(faces)[:, None], "got a torch.uint8 tensor"),
+           (torch.from_numpy(faces)[:, None].long(), "got a torch.int64 tensor"),
+           (preprocess(faces).numpy(), "got a numpy.ndarray")]  # even normalised: a model takes a tensor
+    bundled = fer_lib.pretrained()
+    for net in (model, bundled):
+        chans = net.config.in_chans
+        with torch.no_grad():
+            assert net(preprocess(faces, channels=chans)).shape == (2, 7)  # the way that works
+            for x, got in raw:
+                with pytest.raises(TypeError, match=rf"{got}, but a model takes float input .* "
+                                                    rf"fer_lib\.data\.preprocess\(images, channels={chans}\)"):
+                    net(x)
+    with torch.no_grad(), pytest.raises(ValueError, match=r"images without pixels"):
+        model(torch.zeros(2, 1, 48, 0))
+
+
+# ----------------------------------------------------------------------------------- small faces in a group photo
+
+# the astronaut's face centre in _group_photo: (225, 117) of its 512x512 photo, halved, plus (600, 400)
+FACE_AT = (712, 458)
+
+
+def _group_photo() -> np.ndarray:
+    """A 1600x1200 photo whose only face (scikit-image's astronaut at 256 px: a face about 50 px wide) is below the
+    default smallest face, 6% of the shorter side of the copy shrunk to 1024x768 (46 px there, 72 px here)."""
+    skdata = pytest.importorskip("skimage.data")
+    # a textured background, as photos have (a flat one would let histogram equalisation crush the face's contrast)
+    noise = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    canvas = cv2.resize(noise, (1600, 1200), interpolation=cv2.INTER_CUBIC)
+    canvas[400:656, 600:856] = cv2.resize(skdata.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+def _holds_the_face(box) -> bool:
+    x, y, w, h = box
+    return x <= FACE_AT[0] <= x + w and y <= FACE_AT[1] <= y + h and 25 <= w <= 100
+
+
+def test_a_small_face_in_a_group_photo_is_found_with_min_face_and_the_hint_names_it(model):
+    from fer_lib.faces import NoFaceError, available_backends, predict_faces, smallest_face
+
+    if not available_backends():
+        pytest.skip("no face detector")
+    photo = _group_photo()
+    assert smallest_face(photo.shape) == 72  # ceil(46 / 0.64)
+    with pytest.raises(NoFaceError, match=r"no face found in the image \(faces of 72 pixels and more were looked "
+                                          r"for\); for smaller faces, e\.g\. in a group photo, pass min_face=36 "
+                                          r"\(--min-face 36\); for an already cropped face, detect=False"):
+        predict_faces(model, photo)
+    found = predict_faces(model, photo, min_face=36)  # what the hint says finds the face
+    assert any(_holds_the_face(p.box) for p in found), [p.box for p in found]
+    assert smallest_face(photo.shape, min_face=36) == 36
+
+
+def test_min_face_refuses_what_it_cannot_do(model):
+    from fer_lib.detect import MAX_SEARCH_SIDE, MIN_FACE, detect_faces, smallest_face
+    from fer_lib.faces import NoFaceError, available_backends, predict_faces
+
+    if not available_backends():
+        pytest.skip("no face detector")
+    photo = np.full((200, 300, 3), 128, np.uint8)
+    for bad in (5, 0, -3, float("nan"), float("inf"), "big", True):
+        with pytest.raises(ValueError, match=rf"min_face=.* \(--min-face\): must be a number of pixels, at least "
+                                             rf"{MIN_FACE}"):
+            predict_faces(model, photo, min_face=bad)
+    huge = np.zeros((3000, 5000), np.uint8)  # 12-pixel faces would mean searching a copy far above 4096 pixels
+    with pytest.raises(ValueError, match=rf"at most {MAX_SEARCH_SIDE} pixels a side\); pass min_face=\d+") as e:
+        detect_faces(huge, min_face=12)
+    lowest = int(re.search(r"pass min_face=(\d+) \(--min-face \1\) or more", str(e.value)).group(1))
+    assert smallest_face(huge.shape, min_face=lowest) == lowest  # the size it names works
+    with pytest.raises(NoFaceError, match="a larger, frontal, well-lit photo"):  # a 4x4 photo: min_face cannot help
+        predict_faces(model, np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"detect_faces: an image of shape \(0, 5\) has no pixels"):
+        detect_faces(np.zeros((0, 5), np.uint8))
+
+
+def test_predict_min_face_finds_the_small_face_and_no_face_names_the_flag(trained, tmp_path, capsys, monkeypatch):
+    from fer_lib.faces import MIN_FACE, available_backends, smallest_face
+
+    if not available_backends():
+        pytest.skip("no face detector")
+    monkeypatch.chdir(tmp_path)
+    group = _png(tmp_path, "group.png", cv2.cvtColor(_group_photo(), cv2.COLOR_RGB2BGR))
+    code, out, err = _run(capsys, "predict", "--checkpoint", trained / "best.pt", "--out", tmp_path / "o",
+                          "--min-face", "36", group)
+    assert code == 0, err
+    assert any(_holds_the_face(r["box"]) for r in json.loads(out)), out
+
+    strip = _png(tmp_path, "strip.png", np.full((60, 2100), 200, np.uint8))  # 12-px faces: a copy above 4096 px
+    code, out, err = _run(capsys, "predict", "--checkpoint", trained / "best.pt", "--out", tmp_path / "o",
+                          "--min-face", "12", strip)
+    assert code == 1 and json.loads(out) == []
+    _one_error(err, "min_face=12 (--min-face): faces that small in this 2100x60 photo", "at most 4096 pixels a side",
+               "or crop the photo around the faces first")
+
+    blank = _png(tmp_path, "wall.png", np.full((480, 640), 200, np.uint8))
+    code, out, err = _run(capsys, "predict", "--checkpoint", trained / "best.pt", "--out", tmp_path / "o", blank)
+    assert code == 2 and json.loads(out) == []
+    suggest = max(MIN_FACE, smallest_face((480, 640)) // 2)
+    _one_error(err, "no face found in", "wall.png", f"--min-face {suggest}", "--no-detect")
+    assert "a larger" not in err
+
+
+# ------------------------------------------------------------------- a photo above PIL's decompression-bomb limit
+
+def _print_warnings(message, category, filename, lineno, file=None, line=None):
+    """Print a warning as Python does outside pytest (which records them instead): through warnings.formatwarning,
+    the CLI's one-line form while it runs, to stderr."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+@pytest.fixture()
+def bombs(tmp_path, monkeypatch) -> Path:
+    """``photos/big.png`` (144 pixels) and ``photos/huge.png`` (256 pixels) under PIL's limit lowered to 100 pixels:
+    PIL warns above 100 pixels and refuses above 200, as it does above about 89 and 179 megapixels by default."""
+    folder = tmp_path / "case" / "photos"
+    folder.mkdir(parents=True)
+    _png(folder, "big.png", np.full((12, 12), 128, np.uint8))
+    _png(folder, "huge.png", np.full((16, 16), 128, np.uint8))
+    monkeypatch.chdir(folder.parent)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    return folder
+
+
+def test_a_photo_above_pils_limit_warns_in_one_line_naming_it_and_above_twice_is_refused(bombs):
+    from fer_lib.faces import ImageReadError, load_image
+
+    with pytest.warns(Image.DecompressionBombWarning) as got:
+        rgb = load_image(Path("photos/big.png"))
+    assert rgb.shape == (12, 12, 3)
+    assert len(got) == 1, [str(w.message) for w in got]  # PIL's own warning, naming no photo, is not shown as well
+    message = str(got[0].message)
+    assert message.startswith("photo photos/big.png is large (12x12 pixels, above PIL's decompression-bomb limit of "
+                              "100)") and "Scale it down" in message and str(bombs) not in message
+    assert Path(got[0].filename).name == Path(__file__).name  # attributed to the caller, not to PIL's source file
+    with pytest.raises(ImageReadError, match=r"cannot read image photos/huge\.png: it has more than 200 pixels, "
+                                             r"which PIL refuses to decode .*scale the photo down"):
+        load_image("photos/huge.png")
+
+
+def test_predict_says_the_decompression_bomb_warning_in_one_line_without_a_path(bombs, trained, tmp_path, capsys):
+    before = snapshot(bombs.parent)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        warnings.showwarning = _print_warnings  # restored when the block ends
+        code, out, err = _run(capsys, "predict", "--checkpoint", trained / "best.pt", "--no-detect", "--out",
+                              tmp_path / "preds", "photos/big.png", "photos/huge.png")
+    assert code == 1  # huge.png is unreadable; big.png was predicted
+    _one_error(err, "cannot read image photos/huge.png: it has more than 200 pixels")
+    said = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    assert len(said) == 1 and said[0].startswith("warning: photo photos/big.png is large (12x12 pixels"), err
+    assert str(tmp_path) not in err and "Image.py" not in err and "DecompressionBombWarning" not in err, err
+    assert [r["file"] for r in json.loads(out)] == ["photos/big.png"]
+    assert snapshot(bombs.parent) == before

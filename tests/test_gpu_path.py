@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_lib.bench.overhead import OneLayer
 from fer_lib.data import (
     Augment,
     AugmentConfig,
@@ -29,10 +30,11 @@ from fer_lib.data import (
 )
 from fer_lib.data import augment as augment_module
 from fer_lib.data.packed import decode_images, encode_images, load_packed, pack_fer2013
-from fer_lib.train import TrainConfig, engine, train
+from fer_lib.train import TrainConfig, train
 from fer_lib.train.ema import ModelEMA
-from fer_lib.train.overhead import OneLayer
 from fer_lib.train.setup import build_optimizer, configure_determinism
+from fer_lib.train.stats import PendingSteps
+from fer_lib.train.steps import optimizer_step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,13 +138,13 @@ def test_the_step_reads_its_statistics_every_n_steps(tmp_path, monkeypatch):
     """96 images in batches of 16: 6 steps an epoch. ``log_every=0`` reads once an epoch (at its end), 4 reads after
     step 4 and at the end: never once per step."""
     reads = []
-    original = engine._Pending.read
+    original = PendingSteps.read
 
     def counting(self):
         reads.append(len(self.stats))
         return original(self)
 
-    monkeypatch.setattr(engine._Pending, "read", counting)
+    monkeypatch.setattr(PendingSteps, "read", counting)
     data = load_synthetic(n_train=96, n_val=32, seed=0)
     for log_every, expected in ((0, [6, 6]), (4, [4, 2, 4, 2])):
         reads.clear()
@@ -222,12 +224,10 @@ def test_adamw_is_fused_only_on_cuda_parameters():
 def test_fp16_step_with_fused_adamw_skips_an_overflow_like_the_default_adamw():
     """A T4 trains in fp16 with a GradScaler, and on CUDA the loop's AdamW is fused: the scaler then hands the
     inf check to the kernel (``found_inf``) after the loop has already unscaled the gradients for clipping. The
-    loop's own step (``engine._optimizer_step``) with a fused and with the default AdamW, both on the CPU (where
-    torch has the fused kernel too): the same updates, and a step whose gradient overflowed is skipped by both
-    (weights and AdamW's step count unchanged, the scale halved), not applied as inf/NaN."""
+    loop's own step (``fer_lib.train.steps.optimizer_step``) with a fused and with the default AdamW, both on the
+    CPU (where torch has the fused kernel too): the same updates, and a step whose gradient overflowed is skipped
+    by both (weights and AdamW's step count unchanged, the scale halved), not applied as inf/NaN."""
     from types import SimpleNamespace
-
-    from fer_lib.train.engine import _optimizer_step
 
     x, y = torch.randn(32, 8, generator=torch.Generator().manual_seed(0)), torch.arange(32) % 3
     runs = {}
@@ -247,7 +247,7 @@ def test_fp16_step_with_fused_adamw_skips_an_overflow_like_the_default_adamw():
             before = model.weight.detach().clone()
             with torch.autocast("cpu", dtype=torch.float16):
                 loss = F.cross_entropy(model(x).float(), y)
-            _optimizer_step(run, loss)
+            optimizer_step(run, loss)
             log.append((not torch.equal(before, model.weight), run.scaler.get_scale(),
                         run.optimizer.state[model.weight]["step"].item()))
             assert torch.isfinite(model.weight).all()
@@ -480,7 +480,7 @@ def test_gpu_check_prepare_exports_the_before_checkout_and_sizes_what_travels(tm
 
 
 def test_step_overhead_measures_the_loop_with_a_negligible_model():
-    from fer_lib.train.overhead import step_overhead
+    from fer_lib.bench.overhead import step_overhead
 
     r = step_overhead(steps=6, batch_size=16, epochs=2, count_ops=True)
     assert r["epochs_timed"] == 1 and r["step_ms"] > 0 and r["model_ms"] > 0
@@ -498,8 +498,8 @@ def test_bench_step_overhead_times_each_checkout_in_its_own_process(tmp_path, ca
     timing it (the CLI: one error line, exit 2, before timing anything)."""
     import shutil
 
+    from fer_lib.bench.overhead import compare_checkouts
     from fer_lib.cli import main
-    from fer_lib.train.overhead import compare_checkouts
 
     other = tmp_path / "other"
     shutil.copytree(ROOT / "fer_lib", other / "fer_lib", ignore=shutil.ignore_patterns("weights", "__pycache__"))
@@ -514,7 +514,7 @@ def test_bench_step_overhead_times_each_checkout_in_its_own_process(tmp_path, ca
 
 
 def test_overhead_table_pairs_each_round_with_the_first_checkout():
-    from fer_lib.train.overhead import format_overhead
+    from fer_lib.bench.overhead import format_overhead
 
     rows = []
     for r, (now, before) in enumerate([(5.0, 20.0), (10.0, 30.0), (6.0, 24.0)]):  # the machine drifts by round
@@ -524,3 +524,65 @@ def test_overhead_table_pairs_each_round_with_the_first_checkout():
     assert "| **.** median | | | | **6.00** (1.00x) |" in table
     assert "| **../before** median | | | | **24.00** (4.00x) |" in table
     assert "../before / ., round by round: median 4.00x (from 3.00x to 4.00x over 3 rounds)" in table
+
+
+# ------------------------------------------------------------------ what the acceptance script takes from fer_lib
+
+
+def test_environment_names_the_versions_the_gpus_and_the_presets_precision(monkeypatch):
+    from types import SimpleNamespace
+
+    from fer_lib.bench.record import environment, list_gpus
+
+    env = environment("cpu")
+    assert set(env) == {"python", "torch", "cuda", "cudnn", "device", "gpus", "cpu_threads", "amp"}
+    assert env["device"] == "cpu" and env["torch"] == torch.__version__ and env["amp"] == "fp32"
+    assert env["cpu_threads"] == torch.get_num_threads()
+    json.dumps(env)  # goes into the JSON summary as it is
+    # two GPUs, mocked: what a machine with an H100 and a T4 lists
+    cards = [SimpleNamespace(name="NVIDIA H100 80GB HBM3", major=9, minor=0, total_memory=85_520_809_984),
+             SimpleNamespace(name="Tesla T4", major=7, minor=5, total_memory=15_828_320_256)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: cards[i])
+    assert list_gpus() == [{"name": "NVIDIA H100 80GB HBM3", "capability": "9.0", "memory_gib": 79.6},
+                           {"name": "Tesla T4", "capability": "7.5", "memory_gib": 14.7}]
+
+
+def test_measure_training_reports_the_run_from_its_history(tmp_path):
+    from fer_lib.bench.record import measure_training
+
+    data = load_synthetic(n_train=64, n_val=32, seed=0)
+    cfg = TrainConfig(name="measured", out_dir=str(tmp_path), epochs=3, batch_size=16, device="cpu", log_every=0)
+    r = measure_training(cfg, data, model=OneLayer())
+    history = json.loads((tmp_path / "measured" / "history.json").read_text())
+    assert r["run_dir"] == tmp_path / "measured" and r["epochs_run"] == 3 == len(history)
+    best = max(history, key=lambda h: h["val_acc"])
+    assert (r["best_val_acc"], r["best_epoch"]) == (best["val_acc"], best["epoch"])
+    assert r["last_val_acc"] == history[-1]["val_acc"] and r["first_epoch_s"] == history[0]["seconds"]
+    # the first epoch holds the warm-up (cuDNN autotuning, compilation): throughput is the mean of the others
+    steady = (history[1]["images_per_sec"] + history[2]["images_per_sec"]) / 2
+    assert r["train_images_per_sec"] == pytest.approx(steady)
+    assert r["peak_gpu_memory_gib"] is None and r["wall_s"] >= 0 and r["stop_reason"] is None
+    assert (r["model"], r["batch_size"], r["lr"], r["val_split"]) == (cfg.model, 16, cfg.lr, cfg.val_split)
+
+
+def test_precision_name_is_the_inverse_of_precisions():
+    from fer_lib import bench
+
+    for name, (dtype, nhwc) in bench.PRECISIONS.items():
+        assert bench.precision_name(dtype, nhwc) == name
+    assert bench.precision_name(None) == "fp32"
+    assert bench.precision_name(torch.bfloat16, channels_last=True) == "bf16-nhwc"  # the gpu preset on an A100
+    with pytest.raises(ValueError, match="no benchmark precision"):
+        bench.precision_name(torch.float64)
+
+
+def test_paired_ratios_divide_within_each_round():
+    from fer_lib.bench.overhead import paired_ratios
+
+    rows = [{"checkout": c, "round": r, "overhead_ms": ms}
+            for r, pair in enumerate([(5.0, 20.0), (10.0, 30.0), (6.0, 24.0)]) for c, ms in zip((".", "../before"), pair)]
+    assert paired_ratios(rows, "../before", ".") == [4.0, 3.0, 4.0]
+    assert paired_ratios(rows, ".", "../before") == [0.25, 10.0 / 30.0, 0.25]
+    assert paired_ratios(rows[:-1], "../before", ".") == [4.0, 3.0]  # a round that timed only one is left out

@@ -18,11 +18,12 @@ from fer_lib.train import (
     Teacher,
     TrainConfig,
     distillation_loss,
-    engine,
     load_checkpoint,
     save_checkpoint,
     train,
 )
+from fer_lib.train import run as train_run
+from fer_lib.train import steps as train_steps
 from fer_lib.train.steps import training_loss
 
 
@@ -142,7 +143,7 @@ def test_kd_weight_zero_trains_exactly_as_before(tmp_path, data, monkeypatch):
     def no_teacher(*args, **kwargs):
         raise AssertionError("kd_weight 0 must not load a teacher")
 
-    monkeypatch.setattr(engine, "Teacher", no_teacher)
+    monkeypatch.setattr(train_run, "Teacher", no_teacher)  # build_run loads the teacher
     base = tiny_cfg(tmp_path, mixup_alpha=0.2, cutmix_alpha=1.0, mix_prob=0.5, class_balance="loss")
     kd0 = base.replace(teacher=None, kd_weight=0.0, kd_temperature=4.0)  # a temperature with nothing to soften
     runs = {}
@@ -155,7 +156,7 @@ def test_kd_weight_zero_trains_exactly_as_before(tmp_path, data, monkeypatch):
         assert teacher_logits is None
         return _loss_before_distillation(output, target, cfg, weight)
 
-    monkeypatch.setattr(engine, "training_loss", loss_before)
+    monkeypatch.setattr(train_steps, "training_loss", loss_before)  # what train_step calls
     torch.manual_seed(3)
     runs["before"] = train(base.replace(name="before"), data, progress=False, model=TinyNet())
 
@@ -182,7 +183,7 @@ def test_teacher_gets_no_gradient_and_keeps_its_weights(tmp_path, data, teacher_
                 (any(m.training for m in module.modules()), torch.is_grad_enabled())))
             made.append(self)
 
-    monkeypatch.setattr(engine, "Teacher", Recorded)
+    monkeypatch.setattr(train_run, "Teacher", Recorded)
     base = tiny_cfg(tmp_path, mixup_alpha=0.2, mix_prob=0.5)
     kd = base.replace(teacher=str(teacher_path), kd_weight=0.5, kd_temperature=4.0)
     torch.manual_seed(3)

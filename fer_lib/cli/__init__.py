@@ -163,6 +163,3 @@ def _main(argv: list[str] | None) -> int:
             print(f"error: {prefix}{_one_line(e)}", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 (``--step-overhead``) the training loop's own cost per step.
 
 The measurements are :mod:`fer_lib.bench` (models, interleaved rounds, ratios to the baseline timed in the same
-process), :mod:`fer_lib.data.bench` (loading, augmentation, batching) and :mod:`fer_lib.train.overhead` (one
+process), :mod:`fer_lib.data.bench` (loading, augmentation, batching) and :mod:`fer_lib.bench.overhead` (one
 optimiser step with a model that costs ~nothing; ``--compare`` times older checkouts too, alternated); see their
 docstrings for the method.
 """
@@ -18,7 +18,7 @@ from fer_lib.cli import _Parser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m fer_lib bench`` (also ``python -m fer_lib bench``)."""
+    """Options of ``python -m fer_lib bench``."""
     parser.add_argument("--variants", default="small,medium,large",
                         help="comma-separated: small, medium, large or full registry names (default: all three)")
     parser.add_argument("--ablate", action="store_true",
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the rows as JSON to PATH ('-' or no value: stdout instead of the table)")
     parser.add_argument("--data", action="store_true", help="run the data-pipeline benchmark instead")
     parser.add_argument("--step-overhead", action="store_true",
-                        help="time the training loop's step with a one-layer model instead (fer_lib.train.overhead)")
+                        help="time the training loop's step with a one-layer model instead (fer_lib.bench.overhead)")
     parser.add_argument("--overhead-args", default="",
                         help="options of the step-overhead benchmark, one string (--overhead-args=--help "
                         "explains them): " + _options(_overhead_parser()))
@@ -106,7 +106,7 @@ def _overhead_parser() -> argparse.ArgumentParser:
 def _run_overhead(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fer_lib.train.overhead import compare_checkouts, format_overhead
+    from fer_lib.bench.overhead import compare_checkouts, format_overhead
 
     try:
         o = _overhead_parser().parse_args(shlex.split(args.overhead_args))

@@ -6,17 +6,22 @@ Examples::
     python -m fer_lib predict me.jpg --checkpoint ensemble # the bundled models averaged
     python -m fer_lib predict a.jpg b.png --largest --cam --out preds/ --checkpoint runs/cpu/best.pt
     python -m fer_lib predict crop48.png --no-detect       # an already cropped face
+    python -m fer_lib predict group.jpg --min-face 20      # small faces in a group photo (slower)
 
 Standard output is one JSON array with one record per face: ``file``, ``face`` (index, largest first), ``box``
 ``[x, y, w, h]``, ``top_k`` (``[{"emotion", "prob"}]``), ``probs`` (all 7, ``fer_lib.EMOTIONS`` order),
 ``annotated`` (the PNG written) and, with ``--cam``, ``cam`` (face | Grad-CAM overlay PNG).
 Exit codes: 0 all photos had faces; 2 some photo had no face (one ``error:`` line each on stderr; the other
-photos are still processed); 1 unreadable photo or missing checkpoint. Which model answered is said on stderr.
+photos are still processed); 1 unreadable photo (or one too large for the ``--min-face`` asked: the line names the
+smallest that works) or missing checkpoint. Which model answered is said on stderr.
+A photo above PIL's decompression-bomb limit is read with one ``warning:`` line naming it; one above twice that limit
+is an unreadable photo.
 
 Refused before any work, with one ``error:`` line and nothing printed or written: a PHOTO that is a URL or ``-``
-(download the photo, or save it, and pass the file), and an ``--out`` that is a file or cannot be written. Should
-writing a PNG fail later all the same (a full disk), one ``error:`` line says so, exit code 1, and the JSON
-records of every face are still printed (``annotated`` / ``cam`` then ``null``).
+(download the photo, or save it, and pass the file), an ``--out`` that is a file or cannot be written, and a
+``--min-face`` below 12 pixels or given with ``--no-detect``. Should writing a PNG fail later all the same (a full
+disk), one ``error:`` line says so, exit code 1, and the JSON records of every face are still printed
+(``annotated`` / ``cam`` then ``null``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/predict", help="folder for the annotated PNGs")
     parser.add_argument("--top-k", type=int, default=3, help="emotions listed per face (1-7)")
     parser.add_argument("--margin", type=float, default=0.15, help="crop margin around a detected face box")
+    parser.add_argument("--min-face", type=int, default=None, metavar="PIXELS",
+                        help="smallest face side to look for, in the photo's pixels (at least 12; default: 6%% of the "
+                             "photo's shorter side). Lower it for the small faces of a group photo, e.g. --min-face "
+                             "20; a large photo then takes longer")
 
 
 def _unique_stem(path: Path, used: set[str]) -> str:
@@ -86,7 +95,7 @@ def photo_problem(photo: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict, print the JSON records, write the PNGs; returns the exit code."""
-    from fer_lib.faces import ImageReadError, NoFaceError, annotate, load_image, predict_faces, save_png
+    from fer_lib.faces import MIN_FACE, NoFaceError, annotate, load_image, predict_faces, save_png
     from fer_lib.paths import file_in_the_way, unwritable
 
     if not 1 <= args.top_k <= 7:
@@ -95,6 +104,15 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.margin <= 2:
         print(f"error: --margin {args.margin}: must be between 0 and 2 (a fraction of the face box)", file=sys.stderr)
         return 1
+    if args.min_face is not None:
+        if args.no_detect:
+            print(f"error: --min-face {args.min_face} with --no-detect: --min-face sets the face detector, which "
+                  "--no-detect switches off; pass one of them", file=sys.stderr)
+            return 1
+        if args.min_face < MIN_FACE:
+            print(f"error: --min-face {args.min_face}: must be at least {MIN_FACE} pixels (the smallest face side to "
+                  "look for); leave it out for the default, 6% of the photo's shorter side", file=sys.stderr)
+            return 1
     for photo in args.photos:
         problem = photo_problem(photo)
         if problem:
@@ -141,12 +159,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             rgb = load_image(path)
             preds = predict_faces(model, rgb, detect=not args.no_detect, select=args.select, top_k=args.top_k,
-                                  margin=args.margin, source=str(path))
+                                  margin=args.margin, min_face=args.min_face, source=str(path))
         except NoFaceError as e:
             print(f"error: {e}", file=sys.stderr)
             code = code or 2  # an unreadable photo (1) outranks a photo without a face (2)
             continue
-        except (FileNotFoundError, ImageReadError) as e:
+        except (FileNotFoundError, ValueError) as e:  # unreadable (ImageReadError), or --min-face too small for it
             print(f"error: {e}", file=sys.stderr)
             code = 1
             continue

@@ -98,7 +98,7 @@ def check_before_work(cfg: TrainConfig) -> None:
     """What ``train`` and ``demo`` refuse before loading any data: an ``--out`` that cannot hold the run folder,
     a ``--device`` this machine lacks, and a run folder holding an earlier run (without ``--overwrite``)."""
     from fer_lib.inference.models import resolve_device
-    from fer_lib.train.engine import check_run_folder
+    from fer_lib.train.run import check_run_folder
 
     check_out_dir(cfg.out_dir, cfg.name)
     resolve_device(cfg.device)  # ValueError naming --device (e.g. mps or cuda on a machine without it)

@@ -98,12 +98,3 @@ def run_data_bench(root=None, batch_size: int = 256, iters: int = 30, device: st
 def format_table(rows: list[tuple[str, str, str]]) -> str:
     """The rows of :func:`run_data_bench` as a Markdown table."""
     return "\n".join(["| what | time | throughput |", "| --- | --- | --- |"] + [f"| {a} | {b} | {c} |" for a, b, c in rows])
-
-
-if __name__ == "__main__":  # `python -m fer_lib.data.bench ARGS` is `python -m fer_lib bench --data --data-args ARGS`
-    import shlex
-    import sys
-
-    from fer_lib.cli import main
-
-    sys.exit(main(["bench", "--data", "--data-args=" + shlex.join(sys.argv[1:])]))

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fer_lib.paths import display_path
+
 from .labels import EMOTIONS, NUM_CLASSES
 
 __all__ = ["FERSplit", "FERData", "split_by_name", "content_fingerprint"]
@@ -150,8 +152,6 @@ class FERData:
         The source path is shown relative to the working folder (``fer_lib.paths.display_path``), so notebook
         outputs carry no absolute path of the machine they ran on.
         """
-        from fer_lib.paths import display_path
-
         kind = "SYNTHETIC cartoon faces (not FER2013)" if self.synthetic else "FER2013"
         lines = [f"{kind} | form={self.form} | fingerprint={self.fingerprint}"
                  f"{' | from cache' if self.from_cache else ''}", f"source: {display_path(self.source)}"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .dataset import FERData, FERSplit
 from .labels import NUM_CLASSES
 
 __all__ = ["make_synthetic_faces", "load_synthetic", "EXPRESSION_PARAMS", "SYNTHETIC_SOURCE"]
@@ -180,8 +181,6 @@ def load_synthetic(n_train: int = 7000, n_val: int = 1400, seed: int = 0):
         n_val: faces in ``"PublicTest"`` (drawn with ``seed + 1``, so no face is in both splits).
         seed: base seed.
     """
-    from .dataset import FERData, FERSplit
-
     splits = {}
     for name, n, s in (("Training", n_train, seed), ("PublicTest", n_val, seed + 1)):
         images, labels = make_synthetic_faces(n, s)

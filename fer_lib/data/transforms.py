@@ -27,6 +27,15 @@ def to_unit(images_uint8, device=None) -> torch.Tensor:
     if not isinstance(images_uint8, torch.Tensor):
         raise TypeError(f"preprocess expects a torch.Tensor or numpy array of uint8 pixels, got {type(images_uint8)}")
     x = images_uint8
+    if x.numel() == 0:  # before the dtype: np.zeros((0, 0)) is float64, but what is wrong with it is that it is empty
+        if x.ndim >= 3 and x.shape[0] == 0:
+            what = "no images"
+        else:
+            what = ("images" if x.ndim >= 3 else "an image") + " without pixels (a height or width of 0)"
+        raise ValueError(
+            f"preprocess got {what}: shape {tuple(x.shape)}; pass uint8 faces [H, W], [B, H, W] or [B, 1, H, W] "
+            "with B, H and W of at least 1 (did a crop, a slice or a filter select nothing?)"
+        )
     if x.dtype != torch.uint8:
         raise TypeError(
             f"preprocess expects uint8 pixels 0-255, got dtype {x.dtype}; for float images already in [0, 1] "
@@ -64,6 +73,10 @@ def preprocess(images_uint8, channels: int = 1, device=None) -> torch.Tensor:
 
     Returns:
         ``float32 [B, channels, H, W]`` equal to ``(pixels / 255 - FER_MEAN) / FER_STD``.
+
+    Raises:
+        ValueError: no images, or images without pixels (a zero-size array); a shape that is not one of the above.
+        TypeError: pixels that are not ``uint8`` (float images in ``[0, 1]`` go to :func:`normalize`).
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")

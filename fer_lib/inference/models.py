@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from fer_lib import NUM_CLASSES
+from fer_lib.data import preprocess
 
 
 def model_in_chans(model: nn.Module) -> int:
@@ -157,8 +158,6 @@ def to_model_input(images, model: nn.Module) -> torch.Tensor:
     is_uint8 = (images.dtype == torch.uint8) if isinstance(images, torch.Tensor) else \
         (np.asarray(images).dtype == np.uint8)
     if is_uint8:
-        from fer_lib.data import preprocess
-
         tensor = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
         return preprocess(tensor, channels=chans, device=device)
     x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images), dtype=torch.float32)

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fer_lib.inference.checkpoint import CheckpointError, build_named_model, load_checkpoint, load_state_into
@@ -144,8 +146,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     Raises:
         CheckpointError: missing, unreadable, or not written by :func:`save_pretrained`.
     """
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist")
@@ -203,8 +203,6 @@ def save_pretrained(
     Returns:
         The path written.
     """
-    from safetensors.torch import save_file
-
     ckpt = load_checkpoint(checkpoint)
     ema = ckpt.get("ema")
     weights = ema["module"] if (use_ema and ema) else ckpt["model"]
@@ -246,8 +244,6 @@ def load_pretrained(path: str | os.PathLike, device: str | torch.device = "cpu")
     Raises:
         CheckpointError: unreadable file, foreign header, unknown architecture or weights that do not fit.
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
     meta = read_metadata(path)
     tensors = load_file(str(path), device="cpu")

@@ -102,5 +102,6 @@ def predict_proba(model: nn.Module, images, tta: str = "none", *, batch_size: in
     out = [logits.float().softmax(-1).mean(0).cpu()
            for logits in batched_logits(model, images, tta, batch_size=batch_size, device=device)]
     if not out:
-        raise ValueError("predict_proba: no images given")
+        raise ValueError(f"predict_proba: no images given (shape {tuple(getattr(images, 'shape', ()))}); pass uint8 "
+                         "faces [N, 48, 48] with N >= 1 (fer_lib.faces.predict_faces finds them in a photo)")
     return torch.cat(out)

@@ -48,6 +48,12 @@ FUSION_GRIDS = ("last", "middle", "first")
 CBAM_PLACES = ("map", "blocks", "both")
 
 
+def _type_name(obj) -> str:
+    """``numpy.ndarray``, ``PIL.Image.Image``, ``list``: the type of a wrong model input, for its error message."""
+    cls = type(obj)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
 class ModelOutput(NamedTuple):
     """What :meth:`SOTAResEmote.forward_train` returns (``forward`` itself always returns logits).
 
@@ -240,10 +246,26 @@ class SOTAResEmote(nn.Module):
 
     # ---- pieces -------------------------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        # raw pixels (a uint8 tensor, a numpy array) would fail deep inside the first conv with a message about
+        # "unsigned char" or "numpy.ndarray"; say here what the input must be. A type and a dtype test per forward
+        # (nothing beside one conv); torch.jit.trace and the ONNX export record no operation for them.
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else f"a {_type_name(x)}"
+            raise TypeError(
+                f"{self.model_name}: got {got}, but a model takes float input [B, {self.config.in_chans}, 48, 48] "
+                "normalised as in training; turn uint8 faces into it with "
+                f"fer_lib.data.preprocess(images, channels={self.config.in_chans}), or get class probabilities "
+                "straight from the faces with fer_lib.inference.predict_proba(model, images)"
+            )
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise ValueError(
                 f"{self.model_name}: expected input [B, {self.config.in_chans}, 48, 48], got {list(x.shape)}; "
                 "use fer_lib.data.preprocess(images, channels=model.config.in_chans)"
+            )
+        if x.shape[-2] == 0 or x.shape[-1] == 0:
+            raise ValueError(
+                f"{self.model_name}: expected input [B, {self.config.in_chans}, 48, 48], got {list(x.shape)}: images "
+                "without pixels (a height or width of 0); did a crop or a slice select nothing?"
             )
         s = self.config.input_size
         if x.shape[-2:] != (s, s):
@@ -302,6 +324,10 @@ class SOTAResEmote(nn.Module):
 
         ``return_aux=True`` returns :meth:`forward_train`'s :class:`ModelOutput` instead: the trainer asks for it
         through ``forward`` because ``DistributedDataParallel`` synchronises gradients only for ``forward`` calls.
+
+        Raises:
+            TypeError: raw pixels (a ``uint8`` tensor, a numpy array): ``fer_lib.data.preprocess`` them first.
+            ValueError: the wrong number of channels, or images without pixels.
         """
         if return_aux:
             return self.forward_train(x)

@@ -5,7 +5,8 @@
 >>> plot_history(result.history)
 >>> model = load_model(result.best_path)          # rebuilt from the file alone, eval mode
 
-The loop imports ``fer_lib.data`` and ``fer_lib.models`` inside :func:`train`, on first use.
+``plot_history`` is :func:`fer_lib.plots.plot_history`, imported on first use (matplotlib is not needed to train):
+the one function-local ``fer_lib`` import of this package (``tests/test_imports.py`` lists it).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from fer_lib.train.config import PRESETS, TrainConfig, preset_config
 from fer_lib.train.course import latest_checkpoint, quick_config, resume_or_start
 from fer_lib.train.distill import Teacher, distillation_loss
 from fer_lib.train.ema import ModelEMA
-from fer_lib.train.engine import TrainingStopped, TrainResult, train
+from fer_lib.train.engine import TrainResult, train
 from fer_lib.train.estimate import Estimate, estimate_minutes
 from fer_lib.train.schedule import WarmupCosineSchedule, steps_per_epoch, warmup_cosine_factor
+from fer_lib.train.signals import TrainingStopped
 from fer_lib.train.steps import training_loss
 
 __all__ = [
@@ -57,7 +59,7 @@ __all__ = [
 def __getattr__(name: str):
     """``plot_history`` lives in :mod:`fer_lib.plots` (imported on first use: matplotlib is not needed to train)."""
     if name == "plot_history":
-        from fer_lib.plots import plot_history
+        from fer_lib.plots import plot_history  # deferred: matplotlib is not needed to train
 
         return plot_history
     raise AttributeError(f"module 'fer_lib.train' has no attribute {name!r}")

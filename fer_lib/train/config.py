@@ -30,6 +30,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from fer_lib.data.augment import AugmentConfig
+
 #: Fields that do not change what is computed; ``resume`` ignores them when it compares recipes.
 RUNTIME_FIELDS = frozenset(
     {"name", "out_dir", "device", "max_minutes", "log_every", "num_threads", "resume", "compile", "data_root",
@@ -248,8 +250,6 @@ class TrainConfig:
         if self.in_chans not in (1, 3):
             raise ValueError(f"TrainConfig.in_chans must be 1 or 3, got {self.in_chans!r}")
         if self.augment_overrides:
-            from fer_lib.data.augment import AugmentConfig
-
             try:
                 AugmentConfig.from_dict(self.augment_overrides)
             except (TypeError, ValueError) as e:

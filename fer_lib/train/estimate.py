@@ -1,11 +1,12 @@
 """How long will a run take? Time a few dozen real training steps on the device before starting it.
 
 :func:`estimate_minutes` builds what :func:`fer_lib.train.train` builds for ``cfg`` (model, optimiser, schedule,
-precision and gradient scaler, EMA, augmentation, teacher; with the helpers of :mod:`fer_lib.train.setup`), takes
-real batches of the run's training split on the device (``fer_lib.data.TensorBatches``, as the loop does) and
-times ``steps`` whole steps (uint8 -> augmentation -> mixup/CutMix -> normalise -> forward under autocast -> loss
--> backward -> clipping -> optimiser step -> EMA) after ``warmup`` untimed ones (cuDNN autotuning, the first CUDA
-kernels, ``torch.compile``). It then times one validation batch and extrapolates::
+precision and gradient scaler, EMA, augmentation, teacher), with train's own builder
+(:func:`fer_lib.train.run.build_run`), takes the batches of the run's training split on the device that the loop
+takes, and times ``steps`` whole steps of the loop's own :func:`fer_lib.train.steps.train_step` (uint8 ->
+augmentation -> mixup/CutMix -> normalise -> forward under autocast -> loss -> backward -> clipping -> optimiser
+step -> EMA) after ``warmup`` untimed ones (cuDNN autotuning, the first CUDA kernels, ``torch.compile``). It then
+times one validation batch and extrapolates::
 
     epoch seconds = steps_per_epoch * seconds_per_step + validation seconds (the whole validation split)
     minutes       = cfg.epochs * epoch seconds / 60
@@ -30,14 +31,13 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from fer_lib import NUM_CLASSES
 from fer_lib.train import setup as S
 from fer_lib.train.config import TrainConfig
 from fer_lib.train.distributed import DistInfo, resolve_device
-from fer_lib.train.schedule import WarmupCosineSchedule, steps_per_epoch
-from fer_lib.train.steps import forward_for_loss, training_loss, validate
+from fer_lib.train.progress import TrainLog
+from fer_lib.train.run import build_run
+from fer_lib.train.steps import train_step, validate
 
 __all__ = ["Estimate", "estimate_minutes"]
 
@@ -177,99 +177,26 @@ def estimate_minutes(cfg: TrainConfig, data=None, steps: int = 30, warmup: int =
 def _measure(cfg: TrainConfig, data, device: torch.device, steps: int, warmup: int,
              max_seconds: float | None) -> Estimate:
     """:func:`estimate_minutes` without its argument checks and clean-up."""
-    from fer_lib.data import Augment, AugmentConfig, TensorBatches, mixup_cutmix, normalize
-    from fer_lib.train.distill import Teacher
-    from fer_lib.train.ema import ModelEMA
-
     S.configure_determinism(cfg.deterministic, device)  # cuDNN autotuning on CUDA, as in train()
-    if cfg.num_threads and device.type == "cpu":
-        torch.set_num_threads(cfg.num_threads)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    if data is None:
-        data = S.load_training_data(cfg)
-    train_split, val_split = S.select_splits(cfg, data)
-    per_epoch = steps_per_epoch(len(train_split), cfg.batch_size)
-    info = DistInfo(0, 1, 0, device)
-
-    S.seed_everything(cfg.seed)
-    raw: nn.Module = S.build_model(cfg).to(device)
-    if cfg.channels_last:
-        raw = raw.to(memory_format=torch.channels_last)
-    optimizer = S.build_optimizer(raw, cfg)
-    total = cfg.epochs * per_epoch
-    schedule = WarmupCosineSchedule(optimizer, total, min(total, round(cfg.warmup_epochs * per_epoch)),
-                                    cfg.min_lr_ratio)
-    precision = S.precision_for(cfg.amp, device)
-    scaler = torch.amp.GradScaler(device.type) if precision.use_scaler else None
-    ema = ModelEMA(raw, cfg.ema_decay) if cfg.ema else None
-    net = torch.compile(raw) if cfg.compile else raw
-    teacher = Teacher(cfg.teacher, device, channels_last=cfg.channels_last) if cfg.kd_weight > 0 else None
-    augment = Augment(AugmentConfig.from_dict(cfg.augment_overrides)) if cfg.augment else None
-    weight = (S.class_weights(train_split.labels, cfg.class_balance_power).to(device)
-              if cfg.class_balance == "loss" else None)
-    mixing = cfg.mix_prob > 0 and (cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0)
-    params = list(raw.parameters())
-    images_dev, labels_dev = train_split.images.to(device), train_split.labels.to(device)
+    # what train() builds, with train()'s own builder: one process (no DDP), no log lines
+    run = build_run(cfg, data, DistInfo(0, 1, 0, device), TrainLog(enabled=False, progress=False, log_every=0))
 
     def batches():
         epoch = 0
         while True:  # as many epochs as the timed steps need (a small split has few batches)
-            tb = TensorBatches(images_dev, labels_dev, cfg.batch_size, shuffle=True,
-                               drop_last=len(images_dev) > cfg.batch_size, seed=cfg.seed, device=device)
-            tb.set_epoch(epoch)
-            yield from tb
+            yield from run.batches_for(epoch)
             epoch += 1
 
-    stats: list[torch.Tensor] = []
-
-    def step(images: torch.Tensor, labels: torch.Tensor) -> None:
-        """One training step as fer_lib.train.engine runs it (no host-device synchronisation inside)."""
-        x01 = images.unsqueeze(1).float().div_(255.0) if images.ndim == 3 else images.float().div_(255.0)
-        if augment is not None:
-            x01 = augment(x01)
-        target = labels
-        if mixing:
-            x01, target = mixup_cutmix(x01, labels, NUM_CLASSES, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_prob)
-        x = normalize(x01, inplace=True)
-        if cfg.in_chans == 3:
-            x = x.expand(-1, 3, -1, -1)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        schedule.step()
-        teacher_logits = None
-        with precision.autocast():
-            if teacher is not None:
-                teacher_logits = teacher(x)
-            output = forward_for_loss(net, raw, x, cfg)
-        loss, logits = training_loss(output, target, cfg, weight, teacher_logits)
-        stats.append(torch.stack([loss.detach().float() * len(labels),
-                                  (logits.detach().argmax(1) == labels).sum().float()]))
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        if ema is not None:
-            ema.update(raw)
-
+    stats: list[torch.Tensor] = []  # each step's statistics, left on the device as the loop leaves them
     source = batches()
-    net.train()
+    run.net.train()
     for _ in range(warmup):
-        step(*next(source))
+        stats.append(train_step(run, *next(source))[1])
     _sync(device)
     timed = 0
     t0 = time.perf_counter()
     while timed < steps:
-        step(*next(source))
+        stats.append(train_step(run, *next(source))[1])
         timed += 1
         if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
             break
@@ -277,22 +204,23 @@ def _measure(cfg: TrainConfig, data, device: torch.device, steps: int, warmup: i
     _sync(device)
     seconds_per_step = (time.perf_counter() - t0) / timed
 
+    val_split = run.val_split
     n_val = min(len(val_split), cfg.eval_batch_size)
-    eval_model = ema.module if ema is not None else raw
+    eval_model = run.ema.module if run.ema is not None else run.raw
     val_images, val_labels = val_split.images[:n_val], val_split.labels[:n_val]
-    validate(eval_model, val_images, val_labels, cfg, device, precision, info)  # untimed: first-call costs
+    validate(eval_model, val_images, val_labels, cfg, device, run.precision, run.info)  # untimed: first-call costs
     _sync(device)
     t0 = time.perf_counter()
-    validate(eval_model, val_images, val_labels, cfg, device, precision, info)
+    validate(eval_model, val_images, val_labels, cfg, device, run.precision, run.info)
     _sync(device)
     val_seconds = (time.perf_counter() - t0) * len(val_split) / max(n_val, 1)
 
-    checkpoint_mb = (_tensor_mb(raw.state_dict()) + _tensor_mb(optimizer.state_dict()["state"])
-                     + (_tensor_mb(ema.state_dict()) if ema is not None else 0.0))
+    checkpoint_mb = (_tensor_mb(run.raw.state_dict()) + _tensor_mb(run.optimizer.state_dict()["state"])
+                     + (_tensor_mb(run.ema.state_dict()) if run.ema is not None else 0.0))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return Estimate(
         name=cfg.name, model=cfg.model, device=f"{device.type} ({name})" if name else device.type,
-        precision=str(precision), batch_size=cfg.batch_size, train_images=len(train_split),
-        val_images=len(val_split), steps_per_epoch=per_epoch, seconds_per_step=seconds_per_step, steps_timed=timed,
-        val_seconds=val_seconds, epochs=cfg.epochs, max_minutes=cfg.max_minutes, fit_budget=cfg.fit_budget,
-        checkpoint_mb=checkpoint_mb)
+        precision=str(run.precision), batch_size=cfg.batch_size, train_images=len(run.train_split),
+        val_images=len(val_split), steps_per_epoch=run.steps_per_epoch, seconds_per_step=seconds_per_step,
+        steps_timed=timed, val_seconds=val_seconds, epochs=cfg.epochs, max_minutes=cfg.max_minutes,
+        fit_budget=cfg.fit_budget, checkpoint_mb=checkpoint_mb)

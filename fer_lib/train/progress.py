@@ -23,7 +23,7 @@ class TrainLog:
         if not self.enabled:
             return
         if self.epoch_bar is not None:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # deferred: only with progress bars
 
             tqdm.write(msg)
         else:
@@ -31,7 +31,7 @@ class TrainLog:
 
     def start(self, epochs: int, first: int) -> None:
         if self.progress:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # deferred: only with progress bars
 
             self.epoch_bar = tqdm(total=epochs, initial=first, desc="epochs", unit="ep", dynamic_ncols=True,
                                   position=0, file=sys.stdout)
@@ -44,7 +44,7 @@ class TrainLog:
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
         if self.progress:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # deferred: only with progress bars
 
             self.batch_bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
                                   dynamic_ncols=True, position=1, file=sys.stdout)

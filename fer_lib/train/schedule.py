@@ -29,6 +29,8 @@ import math
 
 import torch
 
+from fer_lib.data import TensorBatches
+
 
 def cosine_phase(step: int, total_steps: int, warmup_steps: int, start_step: int | None = None,
                  start_phase: float = 0.0) -> float:
@@ -70,14 +72,12 @@ def steps_per_epoch(num_images: int, batch_size: int, world_size: int = 1) -> in
     step. So 28,709 FER2013 Training images at batch 256 make 112 steps, not ``ceil(28709 / 256) = 113``.
     ``tests/test_train_steps.py`` checks this against the steps :func:`~fer_lib.train.train` takes.
     """
-    from fer_lib.data import TensorBatches
-
     if num_images < 1 or batch_size < 1 or world_size < 1:
         raise ValueError(f"steps_per_epoch needs positive numbers, got {num_images} images, batch {batch_size}, "
                          f"world size {world_size}")
     empty = torch.empty(num_images, 0)  # TensorBatches counts samples only: no pixels needed
     return len(TensorBatches(empty, empty, batch_size, shuffle=False, world_size=world_size,
-                             drop_last=num_images // world_size > batch_size))  # the rule of train()'s _setup
+                             drop_last=num_images // world_size > batch_size))  # the rule of fer_lib.train.run.build_run
 
 
 class WarmupCosineSchedule:

@@ -1,7 +1,8 @@
 """Everything :func:`fer_lib.train.train` builds before the first step: data, model, optimiser, loss, precision.
 
 Kept apart from the loop (``engine.py``) so each piece can be read, tested and reused on its own
-(the notebooks call :func:`load_training_data` and :func:`build_optimizer` directly).
+(the notebooks call :func:`load_training_data` and :func:`build_optimizer` directly);
+:func:`fer_lib.train.run.build_run` assembles them into one run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import torch
 from torch import nn
 
 from fer_lib import NUM_CLASSES
+from fer_lib.data import load_fer2013, load_synthetic, split_by_name
+from fer_lib.models import create_model
+from fer_lib.paths import find_fer2013
 from fer_lib.train.config import TrainConfig
 
 
@@ -39,21 +43,16 @@ def load_training_data(cfg: TrainConfig):
     ``"auto"`` uses FER2013 when ``fer_lib.paths.find_fer2013`` finds it and the synthetic faces otherwise;
     an explicit ``data_root`` that does not exist is an error, never a silent fallback.
     """
-    from fer_lib import data as fd
-    from fer_lib.paths import find_fer2013
-
     if cfg.data == "synthetic":
-        return fd.load_synthetic(n_train=cfg.synthetic_train, n_val=cfg.synthetic_val, seed=0)
+        return load_synthetic(n_train=cfg.synthetic_train, n_val=cfg.synthetic_val, seed=0)
     root = find_fer2013(cfg.data_root)
     if cfg.data == "auto" and cfg.data_root is None and (root is None or not root.exists()):
-        return fd.load_synthetic(n_train=cfg.synthetic_train, n_val=cfg.synthetic_val, seed=0)
-    return fd.load_fer2013(root, on_error=cfg.on_error)
+        return load_synthetic(n_train=cfg.synthetic_train, n_val=cfg.synthetic_val, seed=0)
+    return load_fer2013(root, on_error=cfg.on_error)
 
 
 def select_splits(cfg: TrainConfig, data):
     """``(train_split, val_split)`` by name, each cut to its stratified subset size when one is set."""
-    from fer_lib.data import split_by_name
-
     train_split = split_by_name(data, cfg.train_split)
     val_split = split_by_name(data, cfg.val_split)
     if cfg.subset_train is not None and cfg.subset_train < len(train_split):
@@ -92,8 +91,6 @@ def balanced_indices(labels: torch.Tensor, power: float, seed: int) -> torch.Ten
 
 def build_model(cfg: TrainConfig) -> nn.Module:
     """``fer_lib.models.create_model(cfg.model, in_chans=cfg.in_chans, **cfg.model_overrides)``."""
-    from fer_lib.models import create_model
-
     return create_model(cfg.model, num_classes=NUM_CLASSES, in_chans=cfg.in_chans, **cfg.model_overrides)
 
 

@@ -19,14 +19,12 @@ Usage::
     python -m fer_lib bench --variants baseline_resnet18 --stem default --batch-size 128 \
         --precisions fp32,bf16,bf16-nhwc                # mixed precision / memory format, ratios to fp32
     python -m fer_lib bench --data                   # the data-pipeline benchmark (fer_lib.data.bench)
-
-``python -m fer_lib bench ...`` still works: it is the same command.
+    python -m fer_lib bench --step-overhead          # the training loop's own cost per step (fer_lib.bench.overhead)
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 
@@ -50,6 +48,20 @@ PRECISIONS = {
     "fp16": (torch.float16, False),
     "fp16-nhwc": (torch.float16, True),
 }
+
+
+def precision_name(dtype: torch.dtype | None, channels_last: bool = False) -> str:
+    """The :data:`PRECISIONS` name of an autocast dtype (``None``: fp32) and memory format, e.g. ``"bf16-nhwc"``
+    for what a training precision (``fer_lib.train.setup.Precision.dtype``) and ``channels_last`` make.
+
+    Raises:
+        ValueError: a dtype :data:`PRECISIONS` does not list.
+    """
+    for name, spec in PRECISIONS.items():
+        if spec == (dtype, channels_last):
+            return name
+    raise ValueError(f"no benchmark precision for autocast dtype {dtype} with channels_last={channels_last}; "
+                     f"known: {', '.join(PRECISIONS)}")
 
 
 def count_gflops(model: torch.nn.Module, in_chans: int, device: torch.device) -> float:
@@ -236,9 +248,3 @@ def format_rows(rows: list[dict]) -> str:
             f"{r['infer_x']:5.2f}"
         )
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # `python -m fer_lib bench ...` is `python -m fer_lib bench ...`
-    from fer_lib.cli import main
-
-    sys.exit(main(["bench", *sys.argv[1:]]))

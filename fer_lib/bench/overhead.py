@@ -9,8 +9,9 @@ each epoch's training time (``history["images"] / history["images_per_sec"]``, v
 excluded) by its number of steps. It also times the tiny model alone (forward, backward, AdamW step on one
 preprocessed batch), so ``overhead_ms = step_ms - model_ms`` is what the framework adds.
 
-Only the public API is used (``train``, ``preset_config``, ``FERData``), so the same function measures an older
-checkout of fer_lib (put it first on ``PYTHONPATH``) for a before/after comparison.
+Only the public API is used (``train``, ``preset_config``, ``FERData``; ``create_model`` and ``ModelEMA`` for the
+EMA's cost), so this file, loaded by path, measures an older checkout of fer_lib (put it first on ``PYTHONPATH``:
+:func:`compare_checkouts`) for a before/after comparison.
 
 On a CPU the augmentation's arithmetic is real work (a bilinear warp of every image); on a GPU it is a handful of
 kernel launches. So the CPU figure is an upper bound of the Python-side cost, and host-device synchronisations,
@@ -25,15 +26,26 @@ there, so the reads are also listed by source.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["OneLayer", "compare_checkouts", "ema_update_cost", "format_overhead", "step_overhead"]
+from fer_lib.data import FERData, FERSplit
+from fer_lib.models import create_model
+from fer_lib.train import TrainConfig, preset_config, train
+from fer_lib.train.ema import ModelEMA
+
+__all__ = ["OneLayer", "compare_checkouts", "ema_update_cost", "format_overhead", "paired_ratios", "step_overhead"]
 
 
 class OneLayer(nn.Module):
@@ -64,8 +76,6 @@ class _OpCounter:
     batch and its augmentation)."""
 
     def __init__(self) -> None:
-        from torch.utils._python_dispatch import TorchDispatchMode
-
         counter = self
         self.ops = 0
         self.reads: list[str] = []  # the source of each read, in order
@@ -120,8 +130,6 @@ class _OpCounter:
 def _read_source() -> str:
     """Where a host read comes from: ``torch.optim`` when inside an optimiser, else the innermost fer_lib
     function (``module:function``), else ``other``."""
-    import sys
-
     frame = sys._getframe(2)
     while frame is not None:
         name = frame.f_code.co_filename.replace("\\", "/")
@@ -150,8 +158,6 @@ class _CountingOneLayer(OneLayer):
 
 
 def _random_data(n_train: int, n_val: int, seed: int):
-    from fer_lib.data import FERData, FERSplit
-
     g = torch.Generator().manual_seed(seed)
 
     def split(name: str, n: int) -> FERSplit:
@@ -185,9 +191,6 @@ def ema_update_cost(model_name: str = "baseline_resnet18", iters: int = 20) -> d
     """One :meth:`fer_lib.train.ema.ModelEMA.update` of a real model: median ms (on a CPU mostly memory traffic)
     and the tensor ops it dispatches (on a GPU about one kernel launch each: a Python loop over the state dict
     launches one per tensor, ``torch._foreach_*`` a few in all)."""
-    from fer_lib.models import create_model
-    from fer_lib.train.ema import ModelEMA
-
     model = create_model(model_name)
     ema = ModelEMA(model, decay=0.999)
     times = []
@@ -230,8 +233,6 @@ def step_overhead(steps: int = 20, batch_size: int = 256, *, epochs: int = 3, pr
         on the host unless the optimiser is fused), and :func:`ema_update_cost` of ``baseline_resnet18`` (the
         one-layer model has too few tensors to show the EMA's cost).
     """
-    from fer_lib.train import TrainConfig, preset_config, train
-
     if epochs < 2:
         raise ValueError(f"step_overhead needs epochs >= 2 (the first is a warm-up), got {epochs}")
     if steps < 1 or batch_size < 1:
@@ -303,12 +304,6 @@ def compare_checkouts(checkouts: list, rounds: int = 2, **kwargs: Any) -> list[d
         FileNotFoundError: a checkout without ``fer_lib/``.
         RuntimeError: a run failed (its stderr is quoted).
     """
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     for c in checkouts:
         if not (Path(c) / "fer_lib" / "__init__.py").is_file():
             raise FileNotFoundError(f"{c} holds no fer_lib/ package; pass the root of a checkout")
@@ -325,12 +320,19 @@ def compare_checkouts(checkouts: list, rounds: int = 2, **kwargs: Any) -> list[d
     return rows
 
 
+def paired_ratios(rows: list[dict[str, Any]], of: str, to: str) -> list[float]:
+    """Checkout ``of``'s overhead over checkout ``to``'s within each round that timed both, in ``of``'s row order
+    (:func:`compare_checkouts` rows): a drifting machine moves every checkout of a round alike, so these ratios
+    are steadier than a ratio of medians."""
+    ref = {r.get("round", 0): r["overhead_ms"] for r in rows if r.get("checkout", ".") == to}
+    return [r["overhead_ms"] / ref[r.get("round", 0)] for r in rows
+            if r.get("checkout", ".") == of and r.get("round", 0) in ref]
+
+
 def format_overhead(rows: list[dict[str, Any]]) -> str:
     """A markdown table of :func:`step_overhead` / :func:`compare_checkouts` rows, with each checkout's median and
     its ratio to the first checkout's median; then, for each other checkout, the median and range of its ratio to
     the first checkout within each round (the steadier figure on a machine whose speed drifts)."""
-    import statistics
-
     counted = all("ops_per_step" in r for r in rows)
     extra = " ops / step | host reads / step | EMA update ops (ms) |" if counted else ""
     lines = ["| checkout | round | step ms | model alone ms | overhead ms |" + extra,
@@ -343,11 +345,8 @@ def format_overhead(rows: list[dict[str, Any]]) -> str:
     med = {c: statistics.median(r["overhead_ms"] for r in rows if r.get("checkout", ".") == c) for c in order}
     lines += [f"| **{c}** median | | | | **{med[c]:.2f}** ({med[c] / med[order[0]]:.2f}x) |" + (" | | |" if counted else "")
               for c in order]
-    # a drifting machine moves every checkout of a round alike: the ratio within each round is steadier
-    first = {r.get("round", 0): r["overhead_ms"] for r in rows if r.get("checkout", ".") == order[0]}
     for c in order[1:]:
-        paired = [r["overhead_ms"] / first[r.get("round", 0)] for r in rows
-                  if r.get("checkout", ".") == c and r.get("round", 0) in first]
+        paired = paired_ratios(rows, c, order[0])
         if len(paired) > 1:
             lines.append(f"\n{c} / {order[0]}, round by round: median {statistics.median(paired):.2f}x "
                          f"(from {min(paired):.2f}x to {max(paired):.2f}x over {len(paired)} rounds)")
