@@ -200,17 +200,20 @@ def test_fit_budget_ends_the_cosine_schedule_with_the_budget(tmp_path, data):
 
 
 @pytest.mark.skipif(not shutil.which("g++") and not shutil.which("c++"), reason="inductor needs a C++ compiler on a CPU")
-def test_torch_compile_trains_like_eager_and_checkpoints_plain_weights(tmp_path, data, monkeypatch):
+def test_torch_compile_trains_like_eager_and_checkpoints_plain_weights(tmp_path, data):
     """``compile=True`` (inductor; on a CPU it builds C++ kernels) learns the same thing as eager mode, and its
     checkpoints hold the plain module's keys (no ``_orig_mod.`` prefix), so they load anywhere without compiling."""
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config, "fallback_random", True)  # the same dropout masks as eager mode
     cfg = tiny_cfg(tmp_path, epochs=2, ema=False)
     torch.manual_seed(1)
     eager = train(cfg.replace(name="eager"), data, progress=False, model=TinyNet())
     torch.manual_seed(1)
-    compiled = train(cfg.replace(name="compiled", compile=True), data, progress=False, model=TinyNet())
+    # the same dropout masks as eager mode; inductor's own patch() restores its config afterwards (monkeypatch's
+    # setattr/undo on the config module left it without the option, and a later torch.export in the same process
+    # failed with "torch._inductor.config.fallback_random does not exist")
+    with inductor_config.patch(fallback_random=True):
+        compiled = train(cfg.replace(name="compiled", compile=True), data, progress=False, model=TinyNet())
     for key in ("train_loss", "val_loss"):  # fused kernels round differently, so close, not bitwise equal
         assert [h[key] for h in compiled.history] == pytest.approx([h[key] for h in eager.history], rel=1e-3), key
     state = load_checkpoint(tmp_path / "compiled" / "last.pt")["model"]
