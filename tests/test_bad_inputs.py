@@ -377,8 +377,10 @@ CATALOGUE = [
 
 
 @pytest.mark.parametrize(("make", "code", "phrase"), CATALOGUE)
-def test_bad_input_exits_with_one_error_line_and_changes_nothing(make, code, phrase, trained, tmp_path, capsys,
-                                                                  monkeypatch):
+def run_case(make, code, phrase, trained, tmp_path, capsys, monkeypatch) -> tuple[list[str], str]:
+    """Run one catalogue case in a fresh working folder and check the catalogue's rules: exit code ``code``, one
+    ``error:`` line holding ``phrase``, no traceback, inputs and working folder byte-identical. Returns
+    ``(argv, stdout)``."""
     case = tmp_path / "case"  # the case's inputs, and its working folder: a stray write would show up here
     case.mkdir()
     monkeypatch.chdir(case)
@@ -387,10 +389,16 @@ def test_bad_input_exits_with_one_error_line_and_changes_nothing(make, code, phr
     argv = [str(a) for a in make(case, ck)]
     inputs = [case] + ([trained.parent] if any(str(trained.parent) in a for a in argv) else [])
     before = snapshot(*inputs)
-    got, _, err = _run(capsys, *argv)
+    got, out, err = _run(capsys, *argv)
     assert got == code, err
     _one_error(err, phrase)
     assert snapshot(*inputs) == before
+    return argv, out
+
+
+def test_bad_input_exits_with_one_error_line_and_changes_nothing(make, code, phrase, trained, tmp_path, capsys,
+                                                                  monkeypatch):
+    run_case(make, code, phrase, trained, tmp_path, capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("command", ["train", "demo"])

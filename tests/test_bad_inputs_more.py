@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_bad_inputs import TINY, _one_error, _run, snapshot  # the catalogue's own helpers
+from test_bad_inputs import TINY, _one_error, _run, run_case, snapshot  # the catalogue's own helpers
 
 from fer_lib import EMOTIONS, cli
 
@@ -163,18 +163,7 @@ CATALOGUE = [
 @pytest.mark.parametrize(("make", "code", "phrase"), CATALOGUE)
 def test_bad_input_exits_with_one_error_line_and_changes_nothing(make, code, phrase, trained, tmp_path, capsys,
                                                                   monkeypatch):
-    case = tmp_path / "case"  # the case's inputs, and its working folder: a stray write would show up here
-    case.mkdir()
-    monkeypatch.chdir(case)
-    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
-    ck = trained / "best.pt"
-    argv = [str(a) for a in make(case, ck)]
-    inputs = [case] + ([trained.parent] if any(str(trained.parent) in a for a in argv) else [])
-    before = snapshot(*inputs)
-    got, out, err = _run(capsys, *argv)
-    assert got == code, err
-    _one_error(err, phrase)
-    assert snapshot(*inputs) == before
+    argv, out = run_case(make, code, phrase, trained, tmp_path, capsys, monkeypatch)
     if argv[0] in ("predict", "export"):
         assert out == "", out  # refused before any work: no JSON
 
