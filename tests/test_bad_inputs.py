@@ -376,7 +376,6 @@ CATALOGUE = [
 ]
 
 
-@pytest.mark.parametrize(("make", "code", "phrase"), CATALOGUE)
 def run_case(make, code, phrase, trained, tmp_path, capsys, monkeypatch) -> tuple[list[str], str]:
     """Run one catalogue case in a fresh working folder and check the catalogue's rules: exit code ``code``, one
     ``error:`` line holding ``phrase``, no traceback, inputs and working folder byte-identical. Returns
@@ -396,6 +395,7 @@ def run_case(make, code, phrase, trained, tmp_path, capsys, monkeypatch) -> tupl
     return argv, out
 
 
+@pytest.mark.parametrize(("make", "code", "phrase"), CATALOGUE)
 def test_bad_input_exits_with_one_error_line_and_changes_nothing(make, code, phrase, trained, tmp_path, capsys,
                                                                   monkeypatch):
     run_case(make, code, phrase, trained, tmp_path, capsys, monkeypatch)
