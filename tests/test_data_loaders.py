@@ -13,6 +13,7 @@ import torch
 
 from fer_lib import EMOTIONS
 from fer_lib.data import FERDataError, load_fer2013, split_by_name
+from fer_lib.data.bench import format_table, run_data_bench
 
 USAGES = ("Training", "PublicTest", "PrivateTest")
 
@@ -330,3 +331,21 @@ def test_corrupt_cache_file_is_rebuilt(tmp_path):
         data = load_fer2013(tmp_path, cache_dir=tmp_path / "cache")
     assert not data.from_cache and any("unreadable cache file" in str(x.message) for x in w)
     assert load_fer2013(tmp_path, cache_dir=tmp_path / "cache").from_cache
+
+
+# ------------------------------------------------------------------------------------------------ benchmark
+
+def test_data_bench_rows_on_a_tiny_folder(tmp_path):
+    """``python -m fer_lib bench --data`` on a 28-image Kaggle folder: every row is there (timings are not checked)."""
+    write_folders(tmp_path / "fer", per_class=2)  # 14 Training + 14 test/ images
+    header = []
+    rows = run_data_bench(tmp_path / "fer", batch_size=4, iters=2, log=header.append)
+    assert len(header) == 1 and header[0].startswith("# fer_lib.data bench:")
+    assert [what for what, _, _ in rows] == [
+        "load FER2013 cold (decode 28 images, empty cache)", "load FER2013 warm (from cache, best of 3)",
+        "make_synthetic_faces(5000)", "Augment(AugmentConfig()) + normalize, batch 4",
+        "Augment(AugmentConfig()) + normalize + mixup_cutmix, batch 4", "TensorBatches over 14 images, batch 4"]
+    assert all(t and rate.endswith("img/s") for _, t, rate in rows)
+    table = format_table(rows).splitlines()
+    assert table[:2] == ["| what | time | throughput |", "| --- | --- | --- |"] and len(table) == 2 + len(rows)
+

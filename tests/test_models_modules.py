@@ -19,7 +19,6 @@ from fer_lib.models import (
     RegionAttention,
     StageFusion,
     TransformerRefine,
-    create_attn,
 )
 
 
@@ -191,10 +190,3 @@ def test_stage_fusion_matches_reference():
     torch.testing.assert_close(fus.fusion_weights().sum(), torch.tensor(1.0))
 
 
-def test_create_attn_factory():
-    assert isinstance(create_attn("CBAM", 16), CBAM)
-    assert isinstance(create_attn("gem", 16, p=2.0), GeM)
-    assert isinstance(create_attn("region", 16), RegionAttention)
-    assert create_attn("none", 16) is None and create_attn(None, 16) is None
-    with pytest.raises(ValueError, match="unknown attention 'se'"):
-        create_attn("se", 16)

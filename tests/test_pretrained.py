@@ -121,6 +121,8 @@ def test_load_model_without_a_path_is_the_bundled_model(bundled):
     x = torch.randn(3, 1, 48, 48)
     with torch.no_grad():
         torch.testing.assert_close(other(x), bundled(x))
+    # the package's lazy names: listed by dir() (tab completion) and resolved on first use
+    assert {"pretrained", "load_model", "EMOTIONS"} <= set(dir(fer_lib)) and fer_lib.load_model is load_model
 
 
 def test_save_pretrained_round_trip_and_bad_files(tmp_path):

@@ -4,8 +4,8 @@ What ``make demo`` runs. Steps: first the trained model bundled with fer_lib on 
 dependency (scikit-image's astronaut, else matplotlib's Grace Hopper), so a real prediction shows within a minute;
 then load the data (FER2013 when found, else the synthetic faces -- the summary says
 which, loudly), train the preset (:data:`fer_lib.train.PRESETS`), reload the best checkpoint from the file alone,
-evaluate it on the validation split with test-time augmentation, draw a Grad-CAM grid (when
-:mod:`fer_lib.explain` is installed), and write under ``runs/<name>/``::
+evaluate it on the validation split with test-time augmentation, draw a Grad-CAM grid, and write under
+``runs/<name>/``::
 
     best.pt, last.pt, history.json, config.json      training (see fer_lib.train)
     report.json                                       metrics, calibration, data source, checkpoint, TTA
@@ -37,11 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def explain(model, split, out: Path) -> str:
-    """Save a Grad-CAM grid to ``out``; returns a one-line note (also when ``fer_lib.explain`` is missing)."""
-    try:
-        from fer_lib.explain import cam_grid
-    except ImportError as e:
-        return f"Grad-CAM skipped: fer_lib.explain is not available ({e})"
+    """Save a Grad-CAM grid to ``out``; returns a one-line note."""
+    from fer_lib.explain import cam_grid
+
     fig = cam_grid(model, split, per_class=3)  # a pyplot-free Figure: nothing to close
     fig.savefig(out, dpi=110)
     return f"Grad-CAM grid: {out}"

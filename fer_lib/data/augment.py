@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -77,9 +77,6 @@ class AugmentConfig:
     def off(cls, **overrides) -> AugmentConfig:
         """Everything switched off (then turn single ops back on with ``overrides``, e.g. ``flip_p=1``)."""
         return cls(**{"flip_p": 0.0, "affine_p": 0.0, "color_p": 0.0, "erase_p": 0.0, **overrides})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> AugmentConfig:
@@ -219,9 +216,6 @@ class Augment:
             self._cache.clear()
         self._cache[key] = tables
         return tables
-
-    def __repr__(self) -> str:
-        return f"Augment({self.cfg})"
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if x.ndim != 4 or not x.is_floating_point():

@@ -11,13 +11,11 @@ and reused on its own (``tests/test_imports.py`` enforces that):
 ``gem.py``                    :class:`GeM` (generalised-mean pooling)
 ``fusion.py``                 :class:`StageFusion` (three backbone stages on one grid)
 ``heads.py``                  :class:`ClassifierHead`, :class:`AuxHead` (deep supervision)
-``factory.py``                :func:`create_attn` (``create_attn("cbam", channels)``: a module by name)
 ============================  ==========================================================================
 """
 
 from fer_lib.layers.anchor_attention import FER_ANCHORS, AnchorAttention
 from fer_lib.layers.cbam import CBAM, ChannelAttention, SpatialAttention
-from fer_lib.layers.factory import attn_names, create_attn
 from fer_lib.layers.fusion import StageFusion
 from fer_lib.layers.gem import GeM
 from fer_lib.layers.heads import AuxHead, ClassifierHead
@@ -26,5 +24,5 @@ from fer_lib.layers.transformer_refine import TransformerRefine
 
 __all__ = [
     "CBAM", "FER_ANCHORS", "FER_REGIONS", "AnchorAttention", "AuxHead", "ChannelAttention", "ClassifierHead", "GeM",
-    "RegionAttention", "SpatialAttention", "StageFusion", "TransformerRefine", "attn_names", "create_attn",
+    "RegionAttention", "SpatialAttention", "StageFusion", "TransformerRefine",
 ]

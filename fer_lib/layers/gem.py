@@ -17,24 +17,19 @@ class GeM(nn.Module):
     """GeM pooling over the spatial dimensions.
 
     Args:
-        p: initial exponent (3 in the paper). Learnable unless ``learnable=False``.
+        p: initial exponent (3 in the paper), learned with the network (an ``nn.Parameter``).
         eps: inputs are clamped to ``>= eps`` so that fractional powers are defined (maps after ReLU are
             non-negative anyway).
-        learnable: make ``p`` an ``nn.Parameter``.
 
     Shapes:
         ``x``: ``[B, C, h, w]`` -> ``[B, C]``.
     """
 
-    def __init__(self, p: float = 3.0, eps: float = 1e-6, learnable: bool = True):
+    def __init__(self, p: float = 3.0, eps: float = 1e-6):
         super().__init__()
         if p <= 0:
             raise ValueError(f"GeM: p must be > 0, got {p}; p=1 is average pooling, p=3 is the paper's default")
-        p_t = torch.tensor(float(p))
-        if learnable:
-            self.p = nn.Parameter(p_t)
-        else:
-            self.register_buffer("p", p_t)
+        self.p = nn.Parameter(torch.tensor(float(p)))
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,6 @@ from fer_lib.layers import (
     SpatialAttention,
     StageFusion,
     TransformerRefine,
-    attn_names,
-    create_attn,
 )
 from fer_lib.models.registry import (
     GRADCAM_TARGETS,
@@ -37,6 +35,6 @@ from fer_lib.models.sota_resemote import ModelOutput, SOTAResEmote, SOTAResEmote
 __all__ = [
     "CBAM", "FER_ANCHORS", "FER_REGIONS", "GRADCAM_TARGETS", "MODELS", "AnchorAttention", "AuxHead",
     "ChannelAttention", "ClassifierHead", "GeM", "ModelOutput", "RegionAttention", "SOTAResEmote",
-    "SOTAResEmoteConfig", "SpatialAttention", "StageFusion", "TransformerRefine", "attn_names", "build_model",
-    "count_parameters", "create_attn", "create_model", "gradcam_target_layer", "list_models", "model_config", "ModelSpec",
+    "SOTAResEmoteConfig", "SpatialAttention", "StageFusion", "TransformerRefine", "build_model", "count_parameters",
+    "create_model", "gradcam_target_layer", "list_models", "model_config", "ModelSpec",
 ]

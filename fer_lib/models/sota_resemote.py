@@ -35,7 +35,6 @@ from torch import nn
 
 from fer_lib.layers.anchor_attention import AnchorAttention
 from fer_lib.layers.cbam import CBAM
-from fer_lib.layers.factory import create_attn
 from fer_lib.layers.fusion import StageFusion
 from fer_lib.layers.gem import GeM
 from fer_lib.layers.heads import AuxHead, ClassifierHead
@@ -142,10 +141,6 @@ class SOTAResEmoteConfig:
             raise ValueError(f"SOTAResEmoteConfig: unknown field(s) {unknown}; valid fields are {sorted(names)}")
         return cls(**d)
 
-    def with_all_off(self) -> SOTAResEmoteConfig:
-        """A copy with every module switched off (the baseline architecture on the same backbone)."""
-        return dataclasses.replace(self, **{s: False for s in self.SWITCHES})
-
 
 def add_block_cbam(backbone: nn.Module, cfg: SOTAResEmoteConfig) -> int:
     """Put a :class:`CBAM` into every residual block of the three stages the model reads (``layer2``-``layer4``
@@ -162,8 +157,7 @@ def add_block_cbam(backbone: nn.Module, cfg: SOTAResEmoteConfig) -> int:
             if not hasattr(block, "se"):
                 raise ValueError(f"cbam_where={cfg.cbam_where!r} needs timm ResNet blocks; {cfg.backbone!r} has none")
             last_bn = getattr(block, "bn3", None) or block.bn2
-            block.se = create_attn("cbam", last_bn.num_features, reduction=cfg.cbam_reduction,
-                                   kernel_size=cfg.cbam_kernel)
+            block.se = CBAM(last_bn.num_features, reduction=cfg.cbam_reduction, kernel_size=cfg.cbam_kernel)
             count += 1
     if count == 0:
         raise ValueError(f"cbam_where={cfg.cbam_where!r} found no residual stages in backbone {cfg.backbone!r}")

@@ -50,16 +50,15 @@ class ModelEMA:
             return self.decay
         return min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
 
-    def _pairs(self, model: nn.Module) -> tuple[list, list, list, list, list]:
+    def _pairs(self, model: nn.Module) -> tuple[list, list, list, list]:
         """The tensor lists :meth:`update` works on, built on the first call for ``model`` and then reused.
 
-        Returns ``(float targets, float sources, int targets, int sources, mismatched)``: the floating-point
-        parameters and buffers of the average and of ``model``, walked in the same order (``parameters()`` then
-        ``buffers()``, which :meth:`__init__`'s deep copy guarantees), the integer buffers likewise, and the
-        indices of float pairs whose dtypes differ (converted at every update). The lists hold the parameter and
-        buffer objects themselves, so ``model.to(...)`` (which swaps their ``.data``) is followed; a module that
-        *replaces* a parameter or buffer object after the first update is not (call :meth:`update` with the
-        model the EMA was made from, as the training loop does).
+        Returns ``(float targets, float sources, int targets, int sources)``: the floating-point parameters and
+        buffers of the average and of ``model``, walked in the same order (``parameters()`` then ``buffers()``,
+        which :meth:`__init__`'s deep copy guarantees), and the integer buffers likewise. The lists hold the
+        parameter and buffer objects themselves, so ``model.to(...)`` (which swaps their ``.data``) is followed; a
+        module that *replaces* a parameter or buffer object after the first update is not (call :meth:`update` with
+        the model the EMA was made from, as the training loop does).
         """
         if self._cache is not None and self._cache[0]() is model:
             return self._cache[1]
@@ -70,8 +69,7 @@ class ModelEMA:
                              "pass the same (unwrapped) model the EMA was created from")
         floats = [(a, b) for a, b in zip(mine, theirs) if a.dtype.is_floating_point]
         ints = [(a, b) for a, b in zip(mine, theirs) if not a.dtype.is_floating_point]
-        lists = ([a for a, _ in floats], [b for _, b in floats], [a for a, _ in ints], [b for _, b in ints],
-                 [i for i, (a, b) in enumerate(floats) if a.dtype != b.dtype])
+        lists = ([a for a, _ in floats], [b for _, b in floats], [a for a, _ in ints], [b for _, b in ints])
         self._cache = (weakref.ref(model), lists)
         return lists
 
@@ -85,11 +83,7 @@ class ModelEMA:
         (see :meth:`_pairs`); no ``state_dict()`` is built.
         """
         d = self.current_decay()
-        targets, sources, int_targets, int_sources, mismatched = self._pairs(model)
-        if mismatched:
-            sources = list(sources)
-            for i in mismatched:
-                sources[i] = sources[i].to(targets[i].dtype)
+        targets, sources, int_targets, int_sources = self._pairs(model)
         if targets:
             torch._foreach_lerp_(targets, sources, 1.0 - d)
         if int_targets:

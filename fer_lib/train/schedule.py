@@ -137,10 +137,6 @@ class WarmupCosineSchedule:
             self.start_step = self.step_count
         self.total_steps = max(int(total_steps), self.step_count, self.warmup_steps, 1)
 
-    def get_last_lr(self) -> list[float]:
-        """Current learning rate of each group (as ``torch.optim.lr_scheduler`` does)."""
-        return [g["lr"] for g in self.optimizer.param_groups]
-
     def state_dict(self) -> dict[str, int | float]:
         """Plain ints and floats: ``weights_only``-safe."""
         return {
