@@ -1,8 +1,14 @@
-"""Finding faces in photos, offline: dlib's HOG detector when installed, else OpenCV's Haar cascades, else
-scikit-image's LBP cascade; with retries for the faces people actually photograph.
+"""Finding faces in photos, offline: MTCNN when facenet-pytorch is installed, else dlib's HOG detector, else OpenCV's
+Haar cascades, else scikit-image's LBP cascade; with retries for the faces people actually photograph.
 
 Backends (``backend="auto"`` takes the first available; none downloads anything):
 
+* ``"mtcnn"``: the multi-task cascaded CNN of Zhang et al. 2016 (https://arxiv.org/abs/1604.02878), three small
+  convolutional networks run by torch, with the weights that ship inside the ``facenet-pytorch`` wheel (MIT licence,
+  https://github.com/timesler/facenet-pytorch). That wheel pins an old torch, so it is installed without its
+  dependencies: ``pip install --no-deps facenet-pytorch`` (``make install`` does; torch, torchvision, numpy and Pillow
+  are already here). Chosen as the default on the face-detection benchmark (``python -m fer_lib bench --faces``,
+  docs/results/faces.md): it finds covered, tightly cropped and turned faces that the HOG detector misses.
 * ``"dlib-hog"``: dlib's frontal face detector, a HOG + linear SVM sliding window with five filters (frontal, turned
   left/right, tilted left/right) compiled into dlib itself (Dalal & Triggs 2005, https://doi.org/10.1109/CVPR.2005.177;
   http://dlib.net/face_detector.py.html). Installed by ``pip install "fer_lib[faces]"`` (the ``dlib-bin`` wheel).
@@ -28,8 +34,9 @@ Then (``upright=True``) each face's remaining tilt is read from its eyes (OpenCV
 and added to its ``angle``, so that the 48x48 crop is upright like FER2013's faces; when the eyes are not found
 clearly the box is kept as detected.
 
-Measured on scikit-image's LFW subset (100 tightly cropped faces, 100 non-faces) by ``python -m fer_lib detect``:
-the numbers are in docs/results/explain.md.
+Measured, every backend side by side, under the conditions people meet (tight crops, covered mouths and eyes, turned
+heads, dark photos, small and several faces, face-free images) by ``python -m fer_lib bench --faces``
+(:mod:`fer_lib.bench.faces`): docs/results/faces.md.
 """
 
 from __future__ import annotations
@@ -40,14 +47,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-BACKENDS = ("dlib-hog", "opencv-haar", "skimage-lbp")
+BACKENDS = ("mtcnn", "dlib-hog", "opencv-haar", "skimage-lbp")
 PAD_FRACTION = 0.25
 RETRY_ANGLES = (-20.0, 20.0)
 DLIB_MIN_SCORE = 0.2  # dlib's detection score a face needs (its own threshold is 0)
 HAAR_RETRY_NEIGHBOURS = 9  # Haar's minNeighbors on the padded and turned retries (5 on the photo as it is)
-WINDOW = {"dlib-hog": 40, "opencv-haar": 24, "skimage-lbp": 24}
-"""Smallest face side (pixels of the copy searched) each backend can find: dlib's 80x80 HOG window on the copy it
-doubles in size (one upsampling, see ``_detect_dlib``), and the 24x24 windows of the Haar and LBP cascades."""
+MTCNN_MIN_PROB = 0.9  # MTCNN's last-stage face probability a face needs (its own last threshold is 0.7)
+EQUALIZE = {"mtcnn": False, "dlib-hog": True, "opencv-haar": True, "skimage-lbp": True}
+"""Whether the photo's histogram is equalised before the backend sees it: the HOG and cascade detectors gain from the
+stretched contrast; MTCNN, a CNN trained on natural photos, finds fewer faces in an equalised one (face-detection
+benchmark, docs/results/faces.md)."""
+CLIP_TO_PHOTO = ("mtcnn",)
+"""Backends whose boxes are clipped to the photo: MTCNN extends a face cut by the photo's border (a close crop) far
+beyond it, and the crop of such a box would show the face small, inside a wide replicated border."""
+WINDOW = {"mtcnn": 20, "dlib-hog": 40, "opencv-haar": 24, "skimage-lbp": 24}
+"""Smallest face side (pixels of the copy searched) each backend can find: MTCNN's first network sees 12x12 windows,
+but below 20 pixels (facenet-pytorch's default) its boxes are unreliable; dlib's 80x80 HOG window on the copy it
+doubles in size (one upsampling, see ``_detect_dlib``); the 24x24 windows of the Haar and LBP cascades."""
 MIN_FACE = 12
 """The smallest ``min_face`` (pixels) accepted: a quarter of FER2013's 48-pixel side; the 48x48 crop of a smaller face
 would be almost all interpolation."""
@@ -77,6 +93,12 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------- backends
+def _mtcnn_available() -> bool:
+    import importlib.util  # a cheap check: importing facenet_pytorch itself takes seconds
+
+    return importlib.util.find_spec("facenet_pytorch") is not None
+
+
 def _dlib_available() -> bool:
     try:
         import dlib  # noqa: F401  # optional (the faces extra)
@@ -100,9 +122,32 @@ def _skimage_available() -> bool:
 
 
 def available_backends() -> list[str]:
-    """Face detectors usable here, best first: ``"dlib-hog"``, ``"opencv-haar"``, ``"skimage-lbp"``."""
-    checks = (_dlib_available(), _haar_available(), _skimage_available())
+    """Face detectors usable here, best first: ``"mtcnn"``, ``"dlib-hog"``, ``"opencv-haar"``, ``"skimage-lbp"``."""
+    checks = (_mtcnn_available(), _dlib_available(), _haar_available(), _skimage_available())
     return [name for name, ok in zip(BACKENDS, checks) if ok]
+
+
+_MTCNN: dict[int, object] = {}
+
+
+def _detect_mtcnn(gray: np.ndarray, min_size: int) -> list[tuple[int, int, int, int]]:
+    if min(gray.shape) < min_size:  # no scale to search at (facenet-pytorch would fail on an empty list)
+        return []
+    if min_size not in _MTCNN:
+        from facenet_pytorch import MTCNN  # optional (pip install --no-deps facenet-pytorch); slow to import
+
+        # post_process/select_largest only matter for its face crops, which we do not use: we take the boxes
+        _MTCNN[min_size] = MTCNN(min_face_size=min_size, keep_all=True, device="cpu")
+    rgb = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    boxes, probs = _MTCNN[min_size].detect(rgb)
+    if boxes is None:
+        return []
+    out = []
+    for (x1, y1, x2, y2), p in zip(boxes, probs):
+        bw, bh = x2 - x1, y2 - y1
+        if p >= MTCNN_MIN_PROB and min(bw, bh) >= 0.8 * min_size:  # its boxes hug the face a little tighter
+            out.append((int(round(x1)), int(round(y1)), int(round(bw)), int(round(bh))))
+    return out
 
 
 _DLIB = None
@@ -147,7 +192,7 @@ def _detect_skimage(gray: np.ndarray, min_size: int) -> list[tuple[int, int, int
     return [(d["c"], d["r"], d["width"], d["height"]) for d in found]
 
 
-_DETECTORS = {"dlib-hog": _detect_dlib, "opencv-haar": _detect_haar, "skimage-lbp": _detect_skimage}
+_DETECTORS = {"mtcnn": _detect_mtcnn, "dlib-hog": _detect_dlib, "opencv-haar": _detect_haar, "skimage-lbp": _detect_skimage}
 
 
 def resolve_backend(backend: str = "auto") -> str:
@@ -155,7 +200,8 @@ def resolve_backend(backend: str = "auto") -> str:
     backends = available_backends()
     if backend == "auto":
         if not backends:
-            raise RuntimeError("no face detector available: install dlib-bin (pip install 'fer_lib[faces]'), "
+            raise RuntimeError("no face detector available: install facenet-pytorch (pip install --no-deps "
+                               "facenet-pytorch), dlib-bin (pip install 'fer_lib[faces]'), "
                                "opencv-python-headless<5 (ships the Haar cascades) or scikit-image")
         return backends[0]
     if backend not in BACKENDS:
@@ -264,7 +310,8 @@ def detect_faces(image, *, max_side: int = 1024, min_face_frac: float = 0.06, mi
     # shrunk for speed, or enlarged so that faces of min_face pixels fill the detector's smallest window
     small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR) \
         if scale != 1.0 else gray
-    small = cv2.equalizeHist(small)
+    if EQUALIZE[name]:
+        small = cv2.equalizeHist(small)
     if min(small.shape) < min_size:
         return []
     for k, (view, pad, angle, m) in enumerate(_retry_views(small, retries)):
@@ -282,10 +329,66 @@ def detect_faces(image, *, max_side: int = 1024, min_face_frac: float = 0.06, mi
                 cx, cy = back @ np.array([cx, cy, 1.0])
             cx, cy = (cx - pad) / scale, (cy - pad) / scale
             bw, bh = bw / scale, bh / scale
-            boxes.append(FaceBox((round(cx - bw / 2.0), round(cy - bh / 2.0), round(bw), round(bh)), angle=angle))
+            x0, y0, x1, y1 = cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0
+            if name in CLIP_TO_PHOTO:
+                x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1)
+            boxes.append(FaceBox((round(x0), round(y0), round(x1 - x0), round(y1 - y0)), angle=angle))
         boxes = align(gray, boxes) if upright else boxes
         return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
     return []
+
+
+MOSTLY_FACE = 0.25
+""":func:`mostly_face`: the share of the image a weak face candidate must cover."""
+MOSTLY_FACE_PROB = 0.3
+""":func:`mostly_face` with MTCNN: the (lowered) probability a weak candidate needs at each of its three stages."""
+
+
+def _weak_candidates(name: str, padded: np.ndarray, min_size: int) -> list:
+    """Face candidates with the backend's acceptance lowered (for :func:`mostly_face` only)."""
+    if name == "mtcnn":
+        from facenet_pytorch import MTCNN  # optional, as in _detect_mtcnn
+
+        if min(padded.shape) < min_size:
+            return []
+        boxes, probs = MTCNN(min_face_size=min_size, keep_all=True, device="cpu",
+                             thresholds=[MOSTLY_FACE_PROB] * 3).detect(np.repeat(padded[:, :, None], 3, axis=2))
+        raw = [] if boxes is None else [(x1, y1, x2 - x1, y2 - y1) for (x1, y1, x2, y2), p in zip(boxes, probs)
+                                        if p >= MOSTLY_FACE_PROB]
+    elif name == "dlib-hog":
+        _detect_dlib(padded[:1, :1], 80)  # loads the detector
+        rects, _, _ = _DLIB.run(np.ascontiguousarray(padded), 0, -0.5)
+        raw = [(r.left(), r.top(), r.width(), r.height()) for r in rects]
+    elif name == "opencv-haar":
+        raw = _detect_haar(cv2.equalizeHist(padded), min_size, neighbours=3)
+    else:
+        raw = _detect_skimage(cv2.equalizeHist(padded), min_size)
+    return raw
+
+
+def mostly_face(image, *, backend: str = "auto") -> bool:
+    """Whether ``image``, in which :func:`detect_faces` found nothing, looks like it is itself mostly a face (a close
+    crop): the backend, asked again on a padded copy with its acceptance lowered, sees a candidate covering at least
+    :data:`MOSTLY_FACE` of the image. Used only to word the "no face found" message; nothing is classified on it."""
+    name = resolve_backend(backend)
+    gray = to_gray(np.asarray(image))
+    scale = min(1.0, 512 / max(gray.shape))
+    if scale < 1.0:
+        gray = cv2.resize(gray, (round(gray.shape[1] * scale), round(gray.shape[0] * scale)),
+                          interpolation=cv2.INTER_AREA)
+    h, w = gray.shape
+    pad = max(1, round(PAD_FRACTION * max(h, w)))
+    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    min_size = max(WINDOW[name], int(0.4 * min(h, w)))
+    raw = _weak_candidates(name, padded, min_size)
+    if name != "opencv-haar" and _haar_available():  # a second opinion, cheap: the cascade sees other cues
+        raw += _weak_candidates("opencv-haar", padded, min_size)
+    for x, y, bw, bh in raw:  # the part of the candidate inside the image as given
+        ix = max(0.0, min(x + bw, pad + w) - max(x, pad))
+        iy = max(0.0, min(y + bh, pad + h) - max(y, pad))
+        if ix * iy >= MOSTLY_FACE * w * h:
+            return True
+    return False
 
 
 # ------------------------------------------------------------------------------------------------ alignment
@@ -355,21 +458,3 @@ def align(gray: np.ndarray, boxes: list[FaceBox], min_roll: float = 4.0) -> list
                     break
         out.append(FaceBox(box, angle=box.angle + roll) if roll is not None and abs(roll) >= min_roll else box)
     return out
-
-
-# ------------------------------------------------------------------------------------------------ measuring
-def detection_rate(backend: str = "auto", *, size: int = 200, tilt: float = 0.0, retries: bool = True) -> dict:
-    """Detection on scikit-image's LFW subset (100 tightly cropped 25x25 faces, 100 non-faces), upscaled to
-    ``size`` pixels and optionally tilted by ``tilt`` degrees: ``{"faces_found", "non_faces_flagged", ...}``."""
-    from skimage import data as skdata  # optional (scikit-image): its LFW sample
-
-    lfw = skdata.lfw_subset()
-    found = []
-    for img in lfw:
-        g = cv2.resize(np.rint(img * 255).astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
-        if tilt:
-            g = cv2.warpAffine(g, _rotation(g.shape, tilt), (size, size), borderMode=cv2.BORDER_REPLICATE)
-        found.append(bool(detect_faces(g, backend=backend, retries=retries)))
-    return {"backend": resolve_backend(backend), "retries": retries, "tilt": tilt, "size": size,
-            "faces_found": int(sum(found[:100])), "faces": 100, "non_faces_flagged": int(sum(found[100:])),
-            "non_faces": 100}

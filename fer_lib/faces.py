@@ -4,9 +4,10 @@ Pipeline:
 
 1. :func:`load_image` reads a path, bytes, PIL image or array into ``uint8 RGB [H, W, 3]``: EXIF rotation
    applied (``ImageOps.exif_transpose``), alpha composited on white, 16-bit and float images scaled to 8 bit.
-2. :func:`fer_lib.detect.detect_faces` finds the faces (dlib's HOG detector when installed, else OpenCV's Haar
-   cascades, else scikit-image's LBP cascade; retries on a padded and a rotated copy for tight crops and tilted
-   heads; nothing is downloaded).
+2. :func:`fer_lib.detect.detect_faces` finds the faces (MTCNN when facenet-pytorch is installed, else dlib's HOG
+   detector, else OpenCV's Haar cascades, else scikit-image's LBP cascade; retries on a padded and a rotated copy for
+   tight crops and tilted heads; nothing is downloaded). When none is found, :class:`NoFaceError` says so, and says
+   when the photo looks like it is itself a close-up of a face (:func:`fer_lib.detect.mostly_face`).
 3. :func:`crop_face` cuts a square around each box with a margin (replicating the border where the square
    leaves the photo; a tilted face is turned upright), converts to grayscale and resizes to 48x48 -- FER2013's
    format.
@@ -35,6 +36,7 @@ from fer_lib.detect import (  # noqa: F401 - FaceBox, available_backends and MIN
     FaceBox,
     available_backends,
     detect_faces,
+    mostly_face,
     smallest_face,
     to_gray,
 )
@@ -44,7 +46,13 @@ FACE_SIZE = 48
 
 
 class NoFaceError(LookupError):
-    """No face was detected in a photo."""
+    """No face was detected in a photo. ``where`` names the photo; ``mostly_face`` is True when the photo looks like it
+    is itself a close crop of a face (:func:`fer_lib.detect.mostly_face`), so a widget can word its own hint."""
+
+    def __init__(self, message: str, *, where: str = "the photo", mostly_face: bool = False):
+        super().__init__(message)
+        self.where = where
+        self.mostly_face = mostly_face
 
 
 class ImageReadError(ValueError):
@@ -256,9 +264,15 @@ class FacePrediction:
                 "probs": {e: round(float(p), 6) for e, p in self.probs.items()}}
 
 
-def _no_face_message(where: str, shape: tuple[int, int], *, max_side: int, min_face, backend: str) -> str:
-    """What :class:`NoFaceError` says: where, and the way on that can help this photo. When smaller faces than those
-    looked for could be in it (a group photo), that is ``min_face`` (``--min-face``), not "a larger photo"."""
+def _no_face_message(where: str, shape: tuple[int, int], *, max_side: int, min_face, backend: str,
+                     close_up: bool = False) -> str:
+    """What :class:`NoFaceError` says: where, and the way on that can help this photo. An image that is itself mostly
+    a face (:func:`fer_lib.detect.mostly_face`) is told so, with ``detect=False``; when smaller faces than those looked
+    for could be in it (a group photo), that is ``min_face`` (``--min-face``), not "a larger photo"."""
+    if close_up:
+        return (f"no face found in {where}, though it looks like it is itself mostly a face (a close crop, where the "
+                "detector sees no whole face); if it is, classify it as it is: detect=False (--no-detect; in the "
+                "notebook widget, untick 'detect faces'). Nothing was guessed")
     smallest = smallest_face(shape, max_side=max_side, min_face=min_face, backend=backend)
     if MIN_FACE < smallest < min(shape):
         suggest = max(MIN_FACE, smallest // 2)
@@ -286,8 +300,10 @@ def face_crops(image, *, detect: bool = True, select: str = "all", margin: float
         boxes = detect_faces(rgb, max_side=max_side, min_face=min_face, backend=backend)
         if not boxes:
             where = source or (str(image) if isinstance(image, (str, os.PathLike)) else "the image")
+            close_up = mostly_face(gray, backend=backend)
             raise NoFaceError(_no_face_message(where, gray.shape, max_side=max_side, min_face=min_face,
-                                               backend=backend))
+                                               backend=backend, close_up=close_up),
+                              where=where, mostly_face=close_up)
         boxes = boxes[:1] if select == "largest" else boxes
         crops = [crop_face(gray, b, margin=margin) for b in boxes]
     else:

@@ -1,6 +1,7 @@
-"""A notebook widget: upload a photo, see the faces, the emotion probabilities and Grad-CAM.
+"""Notebook widgets: upload a photo, or take one with the camera, and see the faces, the emotions and Grad-CAM.
 
->>> from fer_lib.widget import emotion_widget
+>>> from fer_lib.widget import camera_widget, emotion_widget
+>>> camera_widget()                                   # the browser's camera: start it, take a snapshot
 >>> emotion_widget()                                  # choose among the bundled models, in a Jupyter / Colab cell
 >>> emotion_widget(checkpoint="ensemble")             # start with one of them (a bundled name) ...
 >>> emotion_widget(checkpoint="runs/cpu/best.pt")     # ... or your own checkpoint, offered beside them
@@ -14,6 +15,10 @@ Before anything is uploaded (and under nbval, where nothing can be) it shows a s
 The drawing is done by :func:`render_prediction`, a pure function (photo in, matplotlib ``Figure`` out) so it is
 testable without a browser; the widget only wires it to an upload button.
 
+:func:`camera_widget` is a small widget in JavaScript (``fer_lib/static/camera.js``, run by ``anywidget``) around the
+browser's camera: the picture stays in the browser until "Take snapshot" sends one JPEG to the kernel that runs the
+notebook (on Colab, Google's machine), where :func:`render_prediction` answers as for an uploaded photo.
+
 ``FileUpload.value`` differs between ipywidgets 7 (Colab: ``{name: {"content": bytes, "metadata": {...}}}``)
 and 8 (JupyterLab 4: a tuple of ``{"name", "type", "size", "content": memoryview, "last_modified"}``);
 :func:`_uploaded_files` reads both.
@@ -21,8 +26,12 @@ and 8 (JupyterLab 4: a tuple of ``{"name", "type", "size", "content": memoryview
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -33,6 +42,19 @@ from fer_lib.data import make_synthetic_faces
 from fer_lib.explain import compute_cam, overlay_cam, upsample_face
 from fer_lib.faces import EMOTION_COLORS, NoFaceError, annotate, load_image, predict_faces
 from fer_lib.inference import bundled_names, bundled_weights, describe_model, load_model
+
+
+def widget_hint(error: Exception, camera: bool = False) -> str:
+    """What a widget says for an error: for "no face found", its own words and its own "detect faces" box (not
+    the API's ``detect=False`` / ``--no-detect``); other errors as they are."""
+    if not isinstance(error, NoFaceError):
+        return f"<b>{type(error).__name__}</b>: {error}"
+    if error.mostly_face:
+        return (f"<b>No face found</b> in {error.where}, though it looks like a close-up of a face, where the detector "
+                "sees no whole face. If it is, untick <i>detect faces</i> to classify the picture as it is.")
+    tip = "face the camera in good light" if camera else "try a frontal, well-lit photo"
+    return (f"<b>No face found</b> in {error.where}: {tip}, or untick <i>detect faces</i> if the picture is itself a "
+            "close-up of one face.")
 
 
 def _uploaded_files(value) -> list[tuple[str, bytes]]:
@@ -144,14 +166,18 @@ def emotion_widget(model=None, *, checkpoint=None, method: str = "gradcam"):
             choices = [first, *choices]
         loaded[first] = load_model(first)  # a bad checkpoint fails here, before any widget is drawn
 
+    # min_width: without it JupyterLab gives the button a fixed width and cuts its label ("Upload phot...")
     upload = w.FileUpload(accept="image/*", multiple=False, description="Upload photo",
-                          layout=w.Layout(width="auto"))
-    chooser = w.Dropdown(options=choices, value=first, description="model", layout=w.Layout(width="auto"),
+                          layout=w.Layout(width="auto", min_width="max-content"))
+    # every control sizes to its content and never beyond the output (narrow windows: they wrap, not clip);
+    # description_width "initial": the label takes its own width, not ipywidgets' fixed one
+    fit, label = dict(width="auto", max_width="100%"), {"description_width": "initial"}
+    chooser = w.Dropdown(options=choices, value=first, description="model", layout=w.Layout(**fit), style=label,
                          disabled=model is not None)
-    detect = w.Checkbox(value=True, description="detect faces", indent=False, layout=w.Layout(width="auto"))
-    largest = w.Checkbox(value=False, description="largest face only", indent=False, layout=w.Layout(width="auto"))
+    detect = w.Checkbox(value=True, description="detect faces", indent=False, layout=w.Layout(**fit))
+    largest = w.Checkbox(value=False, description="largest face only", indent=False, layout=w.Layout(**fit))
     cam = w.Dropdown(options=["gradcam", "gradcam++", "eigencam"], value=method, description="CAM",
-                     layout=w.Layout(width="auto"))
+                     layout=w.Layout(**fit), style=label)
     picture = w.Image(format="png")
     status = w.HTML()
     source = w.HTML()
@@ -174,8 +200,7 @@ def emotion_widget(model=None, *, checkpoint=None, method: str = "gradcam"):
                                            select="largest" if largest.value else "all", method=cam.value)
         except (NoFaceError, ValueError, OSError) as e:
             picture.value = b""  # never leave the previous photo's figure under this photo's error
-            hint = " If the photo is itself a face crop, untick 'detect faces'." if isinstance(e, NoFaceError) else ""
-            status.value = f"<b>{type(e).__name__}</b>: {e}{hint}"
+            status.value = widget_hint(e)
             return
         picture.value = figure_png(fig)
         status.value = "; ".join(f"#{p.index}: {p.label} ({p.top_k[0][1]:.0%})" for p in preds)
@@ -183,5 +208,86 @@ def emotion_widget(model=None, *, checkpoint=None, method: str = "gradcam"):
     for control in (upload, chooser, detect, largest, cam):
         control.observe(refresh, names="value")
     refresh()
-    controls = w.HBox([upload, chooser, detect, largest, cam], layout=w.Layout(flex_flow="row wrap"))
+    controls = w.HBox([upload, chooser, detect, largest, cam],
+                      layout=w.Layout(flex_flow="row wrap", grid_gap="4px 12px", max_width="100%"))
     return w.VBox([controls, source, status, picture])
+
+
+STATIC = Path(__file__).with_name("static")
+"""The camera widget's JavaScript and CSS (package data)."""
+_CAMERA_CLASS: list = []
+
+
+def _camera_class():
+    """The ``anywidget.AnyWidget`` subclass behind :func:`camera_widget` (made once)."""
+    if not _CAMERA_CLASS:
+        import anywidget  # optional (a notebook dependency): imported only when a camera widget is made
+        import traitlets
+
+        class Camera(anywidget.AnyWidget):
+            _esm = STATIC / "camera.js"
+            _css = STATIC / "camera.css"
+            snapshot = traitlets.Unicode("").tag(sync=True)  # the last snapshot, a base64 JPEG
+            count = traitlets.Int(0).tag(sync=True)  # snapshots taken (a new one fires even if identical)
+            error = traitlets.Unicode("").tag(sync=True)  # why the browser gave no camera
+
+        _CAMERA_CLASS.append(Camera)
+    return _CAMERA_CLASS[0]
+
+
+def decode_snapshot(data: str) -> bytes:
+    """The JPEG bytes of a snapshot sent by the camera widget (base64); a clear ``ValueError`` when it is not."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ValueError(f"the camera's snapshot is not base64 ({e}); take the snapshot again") from None
+    if not raw:
+        raise ValueError("the camera's snapshot is empty; take the snapshot again")
+    return raw
+
+
+def camera_widget(model=None, *, checkpoint=None, method: str = "gradcam"):
+    """The browser's camera in a notebook: start it, take a snapshot, see the faces, emotions and Grad-CAM.
+
+    Args:
+        model: a fer_lib classifier; default: ``checkpoint``, else the most accurate bundled model.
+        checkpoint: a bundled name or a checkpoint / ``.safetensors`` path (see :func:`fer_lib.inference.load_model`).
+        method: CAM method (``"gradcam"``, ``"gradcam++"``, ``"eigencam"``).
+
+    Returns:
+        An ``ipywidgets.VBox``: the camera (buttons, live picture), a "detect faces" box, the answer line and figure.
+    """
+    import ipywidgets as w  # optional (the notebook extra), as in emotion_widget
+
+    model = model if model is not None else load_model(checkpoint)
+    if "google.colab" in sys.modules:  # Colab draws a third-party widget only through its custom widget manager
+        from google.colab import output  # optional (Colab only)
+
+        output.enable_custom_widget_manager()
+    camera = _camera_class()()
+    detect = w.Checkbox(value=True, description="detect faces", indent=False, layout=w.Layout(width="auto"))
+    status = w.HTML(f"<small>answered by: {describe_model(model)}. The snapshot goes from this browser to the kernel "
+                    "that runs this notebook (on Colab: Google's machine), nowhere else, and is not saved.</small>")
+    answer = w.HTML()
+    picture = w.Image(format="png")
+
+    def on_snapshot(*_):
+        if not camera.snapshot:
+            return
+        try:
+            fig, preds = render_prediction(model, decode_snapshot(camera.snapshot), name="camera snapshot",
+                                           detect=detect.value, method=method)
+        except (NoFaceError, ValueError, OSError) as e:
+            picture.value = b""  # never leave the previous snapshot's figure under this one's error
+            answer.value = widget_hint(e, camera=True)
+            return
+        picture.value = figure_png(fig)
+        answer.value = "snapshot: " + "; ".join(f"#{p.index}: {p.label} ({p.top_k[0][1]:.0%})" for p in preds)
+
+    def on_error(*_):
+        answer.value = f"<b>camera</b>: {camera.error}"
+
+    camera.observe(on_snapshot, names="count")
+    camera.observe(on_error, names="error")
+    detect.observe(on_snapshot, names="value")
+    return w.VBox([camera, detect, status, answer, picture])

@@ -105,6 +105,10 @@ CATALOGUE = [
       id="ablation-threads-0"),
     C(lambda t, ck: ["ablation", "--minutes", "nan", "--data", "synthetic"], 2,
       "argument --minutes: must be a finite number of minutes > 0", id="ablation-minutes-nan"),
+    C(lambda t, ck: ["ablation", "--parallel", "two", "--data", "synthetic"], 2,
+      "argument --parallel: expected a whole number >= 1, got 'two'", id="ablation-parallel-text"),
+    C(lambda t, ck: ["ablation", "--minutes", "soon", "--data", "synthetic"], 2,
+      "argument --minutes: expected minutes (a number > 0), got 'soon'", id="ablation-minutes-text"),
     C(lambda t, ck: ["train", *TINY, "--threads", "0"], 1, "--threads (TrainConfig.num_threads) must be at least 1",
       id="train-threads-0"),
     C(lambda t, ck: ["train", *TINY, "--epochs", str(10**22)], 1,
@@ -556,11 +560,12 @@ def test_predict_min_face_finds_the_small_face_and_no_face_names_the_flag(traine
     assert code == 0, err
     assert any(_holds_the_face(r["box"]) for r in json.loads(out)), out
 
-    strip = _png(tmp_path, "strip.png", np.full((60, 2100), 200, np.uint8))  # 12-px faces: a copy above 4096 px
+    # 12-px faces: a copy above 4096 px with every detector (its smallest window: 20 to 40 px)
+    strip = _png(tmp_path, "strip.png", np.full((60, 3000), 200, np.uint8))
     code, out, err = _run(capsys, "predict", "--checkpoint", trained / "best.pt", "--out", tmp_path / "o",
                           "--min-face", "12", strip)
     assert code == 1 and json.loads(out) == []
-    _one_error(err, "min_face=12 (--min-face): faces that small in this 2100x60 photo", "at most 4096 pixels a side",
+    _one_error(err, "min_face=12 (--min-face): faces that small in this 3000x60 photo", "at most 4096 pixels a side",
                "or crop the photo around the faces first")
 
     blank = _png(tmp_path, "wall.png", np.full((480, 640), 200, np.uint8))

@@ -14,7 +14,6 @@ from fer_lib.detect import (
     FaceBox,
     available_backends,
     detect_faces,
-    detection_rate,
     eye_roll,
     resolve_backend,
 )
@@ -101,8 +100,39 @@ def test_prediction_on_a_tight_crop_uses_the_detected_face(astronaut):
     assert len(preds) == 1 and preds[0].label == "happy", preds[0].top_k
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", FAST)
-def test_detection_rate_on_lfw_tight_crops(backend):
-    rate = detection_rate(backend)
-    assert rate["faces_found"] >= 90 and rate["non_faces_flagged"] <= 5, rate
+def _covered_close_up(img: np.ndarray) -> np.ndarray:
+    """The held-out kind of photo: a close crop of a face (its border cut by the frame) with a hand-like shape over
+    the mouth."""
+    x, y, w, h = FACE
+    crop = cv2.resize(img[y + 8:y + h - 4, x + 6:x + w - 6], (300, 340), interpolation=cv2.INTER_CUBIC)
+    cv2.ellipse(crop, (150, 300), (125, 55), 0, 0, 360, (205, 160, 140), -1, cv2.LINE_AA)
+    return crop
+
+
+@pytest.mark.skipif("mtcnn" not in available_backends(), reason="facenet-pytorch (MTCNN) not installed")
+def test_the_default_detector_finds_a_covered_close_up(astronaut):
+    """MTCNN, the default when installed, finds the close crop with a hand over the mouth (dlib's HOG finds none: the
+    case that made MTCNN the default, docs/results/faces.md); its box is clipped to the photo."""
+    photo = _covered_close_up(astronaut)
+    assert resolve_backend("auto") == "mtcnn"
+    boxes = detect_faces(photo)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    assert x >= 0 and y >= 0 and x + w <= photo.shape[1] and y + h <= photo.shape[0]
+    assert w * h >= 0.5 * photo.shape[0] * photo.shape[1]
+
+
+@pytest.mark.skipif("dlib-hog" not in available_backends(), reason="dlib not installed")
+def test_a_close_up_without_a_found_face_is_told_so(astronaut):
+    """When nothing is found in a picture that is itself mostly a face, the error says so and names --no-detect;
+    nothing is guessed. A face-free photo is not told it is a face."""
+    from fer_lib.detect import mostly_face
+    from fer_lib.faces import NoFaceError, face_crops
+
+    photo = _covered_close_up(astronaut)
+    assert detect_faces(photo, backend="dlib-hog") == []
+    with pytest.raises(NoFaceError, match="mostly a face") as info:
+        face_crops(photo, backend="dlib-hog", source="hand.jpg")
+    assert "--no-detect" in str(info.value) and info.value.mostly_face and info.value.where == "hand.jpg"
+    assert not mostly_face(skdata.chelsea(), backend="dlib-hog")
+    assert not mostly_face(np.full((300, 300), 128, np.uint8), backend="dlib-hog")

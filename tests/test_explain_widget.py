@@ -98,7 +98,9 @@ def test_widget_shows_the_sample_then_an_upload(model):
             upload.value = {name: {"content": content, "metadata": {"name": name}}}
 
     send("wall.png", _png(np.full((240, 320, 3), 128, np.uint8)))
-    assert "NoFaceError" in status.value and "wall.png" in status.value and "untick 'detect faces'" in status.value
+    # the widget's own words: its "detect faces" box, not the API's detect=False / --no-detect
+    assert "No face found" in status.value and "wall.png" in status.value and "untick <i>detect faces</i>" in status.value
+    assert "--no-detect" not in status.value and "detect=False" not in status.value
     assert bytes(picture.value) == b""  # the previous photo's figure does not stay under this photo's error
     send("me.png", _png(data.astronaut()))
     assert status.value.startswith("#0:") and bytes(picture.value) != first  # titled with the upload's name
@@ -117,3 +119,34 @@ def test_widget_menu_offers_every_bundled_model_and_says_which_answered():
     assert ("ensemble" in first) == ("ensemble" in bundled_names()) and "#0:" in status.value
     chooser.value = bundled_weights().stem  # the most accurate single model
     assert source.value != first and bundled_weights().stem in source.value and "#0:" in status.value
+
+
+def test_the_camera_widget_answers_a_snapshot_and_a_faceless_one():
+    """The Python side of the camera: a snapshot (base64 JPEG, as the browser sends it) in, the figure and the
+    emotions out; a picture without a face says so in the widget's words; a broken snapshot is named."""
+    import base64
+
+    import cv2
+
+    from fer_lib.inference import pretrained
+    from fer_lib.widget import camera_widget, decode_snapshot
+
+    data = pytest.importorskip("skimage.data")
+    model = pretrained()
+    box = camera_widget(model)
+    camera, detect, status, answer, picture = box.children
+    assert "nowhere else" in status.value  # where the picture goes is said before anything is taken
+
+    def snap(rgb):
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        camera.snapshot = base64.b64encode(jpeg.tobytes()).decode()
+        camera.count += 1
+
+    snap(data.astronaut())
+    assert answer.value.startswith("snapshot: #0:") and picture.value[:8] == b"\x89PNG\r\n\x1a\n"
+    snap(np.full((240, 320, 3), 90, np.uint8))
+    assert "No face found" in answer.value and "camera snapshot" in answer.value and bytes(picture.value) == b""
+    with pytest.raises(ValueError, match="not base64"):
+        decode_snapshot("not base64 !")
+    camera.error = "camera not available: NotAllowedError: Permission denied"
+    assert "NotAllowedError" in answer.value

@@ -1,4 +1,4 @@
-"""``python -m fer_lib {train,evaluate,predict,bench,demo,export,ablation,detect}``: the command line.
+"""``python -m fer_lib {train,evaluate,predict,camera,bench,demo,models,export,ablation}``: the command line.
 
 All argument parsing lives in this package: each command is a module here that exposes
 ``add_arguments(parser)`` and ``run(args) -> int`` and calls the library (``fer_lib.train``, ``fer_lib.evaluate``,
@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("fer_lib.cli.models", "list the bundled trained models by name, with their measured accuracy"),
     "export": ("fer_lib.cli.export", "export a model to TorchScript and ONNX and time batch-1 latency"),
     "ablation": ("fer_lib.cli.ablation", "equal-budget ablation: baseline vs full model vs full minus one module"),
-    "detect": ("fer_lib.cli.detect", "face-detection rate of each detector backend on real faces and non-faces"),
+    "camera": ("fer_lib.cli.camera", "emotions live on a webcam or a video file; can write the annotated video"),
 }
 
 EPILOG = """examples:
@@ -35,6 +35,8 @@ EPILOG = """examples:
   python -m fer_lib evaluate --split PublicTest       # the same model on FER2013 PublicTest
   python -m fer_lib models                            # the bundled models by name, with their accuracy
   python -m fer_lib predict photo.jpg --checkpoint ensemble
+  python -m fer_lib camera --source clip.mp4 --out clip_fer.mp4 --no-show
+  python -m fer_lib bench --faces                     # the face detectors, side by side
   python -m fer_lib demo --preset demo
   python -m fer_lib train --preset cpu --data-root ../shared/fer2013
   torchrun --nproc_per_node 2 -m fer_lib train --preset gpu

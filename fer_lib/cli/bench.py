@@ -1,10 +1,11 @@
-"""``python -m fer_lib bench``: model cost against the plain backbone, (``--data``) the data pipeline, or
-(``--step-overhead``) the training loop's own cost per step.
+"""``python -m fer_lib bench``: model cost against the plain backbone, (``--data``) the data pipeline,
+(``--step-overhead``) the training loop's own cost per step, or (``--faces``) the face detectors.
 
 The measurements are :mod:`fer_lib.bench` (models, interleaved rounds, ratios to the baseline timed in the same
-process), :mod:`fer_lib.data.bench` (loading, augmentation, batching) and :mod:`fer_lib.bench.overhead` (one
-optimiser step with a model that costs ~nothing; ``--compare`` times older checkouts too, alternated); see their
-docstrings for the method.
+process), :mod:`fer_lib.data.bench` (loading, augmentation, batching), :mod:`fer_lib.bench.overhead` (one
+optimiser step with a model that costs ~nothing; ``--compare`` times older checkouts too, alternated) and
+:mod:`fer_lib.bench.faces` (detection rate and false alarms per condition, time per image); see their docstrings
+for the method.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overhead-args", default="",
                         help="options of the step-overhead benchmark, one string (--overhead-args=--help "
                         "explains them): " + _options(_overhead_parser()))
+    parser.add_argument("--faces", action="store_true",
+                        help="run the face-detection benchmark instead (fer_lib.bench.faces)")
+    parser.add_argument("--faces-args", default="",
+                        help="options of the face-detection benchmark, one string (--faces-args=--help explains "
+                        "them): " + _options(_faces_parser()))
     parser.add_argument("--data-args", default="",
                         help="options of the data benchmark, one string (--data-args=--help explains them): "
                         + _options(_data_parser()))
@@ -103,6 +109,51 @@ def _overhead_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _faces_parser() -> argparse.ArgumentParser:
+    p = _NestedParser(prog="python -m fer_lib bench --faces --faces-args", description="Options of the face-detection "
+                "benchmark, given as one string: --faces-args \"--per-condition 40 --backends mtcnn dlib-hog\".")
+    p.add_argument("--per-condition", type=int, default=40, help="faces per condition (default 40)")
+    p.add_argument("--backends", nargs="+", default=None, help="detectors (default: every available one)")
+    p.add_argument("--source", default="auto", choices=["auto", "fer2013", "lfw"],
+                   help="the faces: FER2013 PublicTest, scikit-image's LFW subset, or auto (FER2013 when found)")
+    p.add_argument("--root", default=None, help="FER2013 location (default: FER2013_DIR or ../shared/fer2013)")
+    p.add_argument("--conditions", nargs="+", default=None, metavar="CONDITION",
+                   help="only these conditions (default: all; names with a comma or space in quotes)")
+    p.add_argument("--crops", type=int, default=2, help="random crops of each face-free photo (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steadier timing)")
+    return p
+
+
+def _run_faces(args: argparse.Namespace) -> int:
+    import torch
+
+    from fer_lib.bench.faces import format_faces_table, run_faces_bench
+
+    try:
+        o = _faces_parser().parse_args(shlex.split(args.faces_args))
+    except SystemExit as e:
+        return int(e.code or 0)
+    torch.set_num_threads(o.threads)
+    try:
+        from fer_lib.bench.faces import CONDITIONS
+
+        unknown = sorted(set(o.conditions or ()) - set(CONDITIONS))
+        if unknown:
+            raise ValueError(f"unknown condition(s) {unknown}; choose from {list(CONDITIONS)}")
+        rows, source = run_faces_bench(o.backends, per_condition=o.per_condition, root=o.root, seed=o.seed,
+                                       source=o.source, conditions=tuple(o.conditions or CONDITIONS), crops=o.crops)
+    except (RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json != "-":
+        print(f"faces: {source}; seed {o.seed}; torch threads {o.threads}; found/faces (IoU >= 0.3), false = boxes "
+              "less than half on a face")
+        print(format_faces_table(rows))
+    _write_json(rows, args.json)
+    return 0
+
+
 def _run_overhead(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -136,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by ``args``; returns the exit status (2: bad options)."""
     if args.step_overhead:
         return _run_overhead(args)
+    if args.faces:
+        return _run_faces(args)
     if args.data:
         from fer_lib.data.bench import format_table, run_data_bench
 

@@ -1,13 +1,14 @@
 """``python -m fer_lib models``: the bundled models by name, with what was measured on each (PublicTest).
 
-Any name it lists is accepted by ``--checkpoint`` on ``predict``, ``evaluate`` and ``export``, by the widget and by
-``fer_lib.pretrained(name)``; ``--json`` prints the same rows as :func:`fer_lib.inference.list_pretrained`.
+Any name it lists is accepted by ``--checkpoint`` on ``predict``, ``camera``, ``evaluate`` and ``export``, by the
+widgets and by ``fer_lib.pretrained(name)``; :func:`load_for_command` loads what ``--checkpoint`` names for a command; ``--json`` prints the same rows as :func:`fer_lib.inference.list_pretrained`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,3 +36,18 @@ def run(args: argparse.Namespace) -> int:
               f"{_pct(r['accuracy_tencrop']):>8} {r['megabytes']:>5}{mark}")
     print("use a name with --checkpoint NAME (predict, evaluate, export) or fer_lib.pretrained(NAME)")
     return 0
+
+
+def load_for_command(checkpoint):
+    """The model ``--checkpoint`` names (a bundled name, a checkpoint or a ``.safetensors`` file; ``None``: the most
+    accurate bundled model), said on stderr as ``model: ...``; ``None`` after one ``error:`` line when it cannot be
+    loaded (the command then exits 1)."""
+    from fer_lib.inference import CheckpointError, describe_model, load_model
+
+    try:
+        model = load_model(checkpoint)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    print(f"model: {describe_model(model)}", file=sys.stderr)
+    return model

@@ -132,14 +132,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --out {out_dir} cannot be written: {locked} is read-only for this user (permissions or a "
               "read-only file system); pass --out with a folder you can write to", file=sys.stderr)
         return 1
-    from fer_lib.inference import CheckpointError, describe_model, load_model
+    from fer_lib.cli.models import load_for_command
 
-    try:
-        model = load_model(args.checkpoint)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
+    model = load_for_command(args.checkpoint)
+    if model is None:
         return 1
-    print(f"model: {describe_model(model)}", file=sys.stderr)
     records, used, code = [], set(), 0
     write_error: list[str] = []  # the first failed PNG write: said once; the JSON records are printed regardless
 
