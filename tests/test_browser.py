@@ -39,7 +39,7 @@ CELLS = [
     "import os\nos.environ.setdefault('MPLBACKEND', 'Agg')\nfrom fer_lib.inference import pretrained\n"
     "from fer_lib.widget import camera_widget, emotion_widget\nmodel = pretrained()",
     "emotion_widget(checkpoint='fer2013_sota_resemote_small')",  # as notebook 11 calls it
-    "camera_widget(model)",
+    "camera_widget(checkpoint='fer2013_sota_resemote_small')",  # notebook 11's model
 ]
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
@@ -75,9 +75,13 @@ def lab(tmp_path_factory):
           "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
           "nbformat": 4, "nbformat_minor": 5}
     (root / "widgets.ipynb").write_text(json.dumps(nb))
+    settings = root / ".settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no news pop-up
     port, token = _free_port(), "fer-lib-browser-test"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "JUPYTER_RUNTIME_DIR": str(root / ".runtime"), "FER_QUICK": "1", "OMP_NUM_THREADS": "1"}
+           "JUPYTER_RUNTIME_DIR": str(root / ".runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(root / ".settings"), "FER_QUICK": "1", "OMP_NUM_THREADS": "1"}
     log = open(root / "lab.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
                                "--ServerApp.ip=127.0.0.1", "--allow-root", f"--IdentityProvider.token={token}",
