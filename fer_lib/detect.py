@@ -130,11 +130,22 @@ def available_backends() -> list[str]:
 _MTCNN: dict[int, object] = {}
 
 
+def _mtcnn_class():
+    """facenet-pytorch's ``MTCNN`` class; a clear error, naming the fix and the fallbacks, when it cannot be imported."""
+    try:
+        from facenet_pytorch import MTCNN  # optional (pip install --no-deps facenet-pytorch); slow to import
+    except Exception as e:  # an install broken in any way (a missing module, a binary mismatch, ...)
+        raise RuntimeError(f"facenet-pytorch is installed but cannot be imported ({type(e).__name__}: {e}); "
+                           "reinstall it with `pip install --no-deps facenet-pytorch`, or choose another face "
+                           "detector: backend='dlib-hog' or 'opencv-haar'") from e
+    return MTCNN
+
+
 def _detect_mtcnn(gray: np.ndarray, min_size: int) -> list[tuple[int, int, int, int]]:
     if min(gray.shape) < min_size:  # no scale to search at (facenet-pytorch would fail on an empty list)
         return []
     if min_size not in _MTCNN:
-        from facenet_pytorch import MTCNN  # optional (pip install --no-deps facenet-pytorch); slow to import
+        MTCNN = _mtcnn_class()
 
         # post_process/select_largest only matter for its face crops, which we do not use: we take the boxes
         _MTCNN[min_size] = MTCNN(min_face_size=min_size, keep_all=True, device="cpu")
@@ -347,11 +358,9 @@ MOSTLY_FACE_PROB = 0.3
 def _weak_candidates(name: str, padded: np.ndarray, min_size: int) -> list:
     """Face candidates with the backend's acceptance lowered (for :func:`mostly_face` only)."""
     if name == "mtcnn":
-        from facenet_pytorch import MTCNN  # optional, as in _detect_mtcnn
-
         if min(padded.shape) < min_size:
             return []
-        boxes, probs = MTCNN(min_face_size=min_size, keep_all=True, device="cpu",
+        boxes, probs = _mtcnn_class()(min_face_size=min_size, keep_all=True, device="cpu",
                              thresholds=[MOSTLY_FACE_PROB] * 3).detect(np.repeat(padded[:, :, None], 3, axis=2))
         raw = [] if boxes is None else [(x1, y1, x2 - x1, y2 - y1) for (x1, y1, x2, y2), p in zip(boxes, probs)
                                         if p >= MOSTLY_FACE_PROB]

@@ -166,7 +166,8 @@ def emotion_widget(model=None, *, checkpoint=None, method: str = "gradcam"):
             choices = [first, *choices]
         loaded[first] = load_model(first)  # a bad checkpoint fails here, before any widget is drawn
 
-    # min_width: without it JupyterLab gives the button a fixed width and cuts its label ("Upload phot...")
+    # min_width: a guard against the label cut to "Upload phot..." that a reader saw in a browser (not reproduced in
+    # JupyterLab 4.6 and Chromium 156, where tests/test_browser.py checks that the label stays whole)
     upload = w.FileUpload(accept="image/*", multiple=False, description="Upload photo",
                           layout=w.Layout(width="auto", min_width="max-content"))
     # every control sizes to its content and never beyond the output (narrow windows: they wrap, not clip);

@@ -93,7 +93,9 @@ def test_ablation_runs_and_tables_real_runs(tmp_path, capsys):
     for r in report["rows"]:
         config = json.loads((out / r["variant"] / "config.json").read_text())
         assert config["fit_budget"] and config["max_minutes"] == 0.2 and config["data"] == "synthetic"
-        assert r["minutes"] <= 0.2 and r["images_seen"] >= 128 and 0.0 <= r["best_val_acc"] <= 1.0  # >= 1 batch
+        # the budget is checked between steps, so a run may end up to one step (well under a second here) late:
+        # 0.2006 minutes was seen once while another job loaded the CPU
+        assert r["minutes"] <= 0.2 + 0.01 and r["images_seen"] >= 128 and 0.0 <= r["best_val_acc"] <= 1.0  # >= 1 batch
     assert json.loads((out / "no_gem" / "config.json").read_text())["model_overrides"] == {"stem": "default",
                                                                                           "input_size": 48, "gem": False}
     assert "| no_gem |" in (out / "ablation.md").read_text()

@@ -8,7 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from fer_lib.bench.faces import CONDITIONS, face_pool, iou, make_scene, match, run_faces_bench
+from fer_lib.bench.faces import (
+    CONDITIONS,
+    face_pool,
+    format_faces_table,
+    iou,
+    make_scene,
+    match,
+    run_faces_bench,
+)
 from fer_lib.cli import main
 from fer_lib.detect import available_backends
 
@@ -53,6 +61,7 @@ def test_an_unknown_condition_and_source_are_named():
         face_pool(1, source="imagenet")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("opencv-haar" not in available_backends(), reason="OpenCV's Haar cascades missing")
 def test_a_small_run_counts_every_image(capsys):
     rows, source = run_faces_bench(["opencv-haar"], per_condition=2, source="lfw", conditions=("plain", "several"),
@@ -64,6 +73,11 @@ def test_a_small_run_counts_every_image(capsys):
     assert by["no face"]["faces"] == 0 and by["no face"]["images"] == 23  # 13 photos, 3 flat, 2 noisy, 5 drawn
     for r in rows:
         assert 0 <= r["found"] <= r["faces"] and r["ms_per_image"] > 0
+    table = format_faces_table(rows).splitlines()
+    assert table[0] == "| condition | opencv-haar |" and len(table) == 2 + 3 + 1  # head, 3 conditions, timing
+    plain = by["plain"]
+    assert table[2] == (f"| plain | {plain['found']}/2 ({plain['found'] / 2:.0%}), {plain['false_boxes']} false |")
+    assert table[4].startswith(f"| no face | {by['no face']['images_flagged']}/23 images flagged")
     assert main(["bench", "--faces", "--faces-args", "--per-condition 1 --backends opencv-haar --source lfw "
                  "--conditions tight dark --crops 0", "--json", "-"]) == 0
     printed = json.loads(capsys.readouterr().out)

@@ -136,3 +136,16 @@ def test_a_close_up_without_a_found_face_is_told_so(astronaut):
     assert "--no-detect" in str(info.value) and info.value.mostly_face and info.value.where == "hand.jpg"
     assert not mostly_face(skdata.chelsea(), backend="dlib-hog")
     assert not mostly_face(np.full((300, 300), 128, np.uint8), backend="dlib-hog")
+
+
+@pytest.mark.skipif("mtcnn" not in available_backends(), reason="facenet-pytorch (MTCNN) not installed")
+def test_a_broken_mtcnn_install_is_one_clear_error(monkeypatch, astronaut):
+    import sys
+
+    import fer_lib.detect as detect
+
+    monkeypatch.setattr(detect, "_MTCNN", {})
+    monkeypatch.setattr(detect, "_mtcnn_available", lambda: True)  # installed ...
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)  # ... but importing it raises ImportError
+    with pytest.raises(RuntimeError, match="pip install --no-deps facenet-pytorch.*dlib-hog"):
+        detect_faces(astronaut, backend="mtcnn")
