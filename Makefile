@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install --disable-pip-version-check $(TORCH_SPEC); fi
 	$(PY) -m pip install --disable-pip-version-check -e '.[dev]'
-	# the default face detector (MTCNN); its wheel pins torch<2.3, so it is installed without dependencies
+	# only for tests/test_mtcnn.py: the reference MTCNN that fer_lib's own is compared with, box for box (fer_lib
+	# does not need it); its wheel pins torch<2.3, so it is installed without dependencies
 	$(PY) -m pip install --disable-pip-version-check --no-deps 'facenet-pytorch==2.6.0'
 	@touch $(STAMP)
 

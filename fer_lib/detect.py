@@ -1,13 +1,12 @@
-"""Finding faces in photos, offline: MTCNN when facenet-pytorch is installed, else dlib's HOG detector, else OpenCV's
+"""Finding faces in photos, offline: MTCNN (its weights ship with fer_lib), else dlib's HOG detector, else OpenCV's
 Haar cascades, else scikit-image's LBP cascade; with retries for the faces people actually photograph.
 
 Backends (``backend="auto"`` takes the first available; none downloads anything):
 
 * ``"mtcnn"``: the multi-task cascaded CNN of Zhang et al. 2016 (https://arxiv.org/abs/1604.02878), three small
-  convolutional networks run by torch, with the weights that ship inside the ``facenet-pytorch`` wheel (MIT licence,
-  https://github.com/timesler/facenet-pytorch). That wheel pins an old torch, so it is installed without its
-  dependencies: ``pip install --no-deps facenet-pytorch`` (``make install`` does; torch, torchvision, numpy and Pillow
-  are already here). Chosen as the default on the face-detection benchmark (``python -m fer_lib bench --faces``,
+  convolutional networks run by torch (:mod:`fer_lib.mtcnn`), with the original authors' weights as converted by
+  facenet-pytorch (MIT licence), shipped inside fer_lib (``fer_lib/weights/detector/mtcnn.safetensors``, 1 MB):
+  always available. Chosen as the default on the face-detection benchmark (``python -m fer_lib bench --faces``,
   docs/results/faces.md): it finds covered, tightly cropped and turned faces that the HOG detector misses.
 * ``"dlib-hog"``: dlib's frontal face detector, a HOG + linear SVM sliding window with five filters (frontal, turned
   left/right, tilted left/right) compiled into dlib itself (Dalal & Triggs 2005, https://doi.org/10.1109/CVPR.2005.177;
@@ -47,12 +46,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_lib import mtcnn
+
 BACKENDS = ("mtcnn", "dlib-hog", "opencv-haar", "skimage-lbp")
 PAD_FRACTION = 0.25
 RETRY_ANGLES = (-20.0, 20.0)
 DLIB_MIN_SCORE = 0.2  # dlib's detection score a face needs (its own threshold is 0)
 HAAR_RETRY_NEIGHBOURS = 9  # Haar's minNeighbors on the padded and turned retries (5 on the photo as it is)
-MTCNN_MIN_PROB = 0.9  # MTCNN's last-stage face probability a face needs (its own last threshold is 0.7)
+MTCNN_MIN_PROB = 0.9  # MTCNN's last-stage face probability a face needs (the paper's last threshold is 0.7)
 EQUALIZE = {"mtcnn": False, "dlib-hog": True, "opencv-haar": True, "skimage-lbp": True}
 """Whether the photo's histogram is equalised before the backend sees it: the HOG and cascade detectors gain from the
 stretched contrast; MTCNN, a CNN trained on natural photos, finds fewer faces in an equalised one (face-detection
@@ -62,7 +63,7 @@ CLIP_TO_PHOTO = ("mtcnn",)
 beyond it, and the crop of such a box would show the face small, inside a wide replicated border."""
 WINDOW = {"mtcnn": 20, "dlib-hog": 40, "opencv-haar": 24, "skimage-lbp": 24}
 """Smallest face side (pixels of the copy searched) each backend can find: MTCNN's first network sees 12x12 windows,
-but below 20 pixels (facenet-pytorch's default) its boxes are unreliable; dlib's 80x80 HOG window on the copy it
+but below 20 pixels (the usual minimum) its boxes are unreliable; dlib's 80x80 HOG window on the copy it
 doubles in size (one upsampling, see ``_detect_dlib``); the 24x24 windows of the Haar and LBP cascades."""
 MIN_FACE = 12
 """The smallest ``min_face`` (pixels) accepted: a quarter of FER2013's 48-pixel side; the 48x48 crop of a smaller face
@@ -94,9 +95,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------- backends
 def _mtcnn_available() -> bool:
-    import importlib.util  # a cheap check: importing facenet_pytorch itself takes seconds
-
-    return importlib.util.find_spec("facenet_pytorch") is not None
+    return mtcnn.WEIGHTS.is_file()  # shipped with fer_lib; missing only from a damaged install
 
 
 def _dlib_available() -> bool:
@@ -127,32 +126,15 @@ def available_backends() -> list[str]:
     return [name for name, ok in zip(BACKENDS, checks) if ok]
 
 
-_MTCNN: dict[int, object] = {}
-
-
-def _mtcnn_class():
-    """facenet-pytorch's ``MTCNN`` class; a clear error, naming the fix and the fallbacks, when it cannot be imported."""
-    try:
-        from facenet_pytorch import MTCNN  # optional (pip install --no-deps facenet-pytorch); slow to import
-    except Exception as e:  # an install broken in any way (a missing module, a binary mismatch, ...)
-        raise RuntimeError(f"facenet-pytorch is installed but cannot be imported ({type(e).__name__}: {e}); "
-                           "reinstall it with `pip install --no-deps facenet-pytorch`, or choose another face "
-                           "detector: backend='dlib-hog' or 'opencv-haar'") from e
-    return MTCNN
+_MTCNN: dict[int, mtcnn.MTCNN] = {}
 
 
 def _detect_mtcnn(gray: np.ndarray, min_size: int) -> list[tuple[int, int, int, int]]:
-    if min(gray.shape) < min_size:  # no scale to search at (facenet-pytorch would fail on an empty list)
+    if min(gray.shape) < min_size:  # no scale of the pyramid to search at
         return []
     if min_size not in _MTCNN:
-        MTCNN = _mtcnn_class()
-
-        # post_process/select_largest only matter for its face crops, which we do not use: we take the boxes
-        _MTCNN[min_size] = MTCNN(min_face_size=min_size, keep_all=True, device="cpu")
-    rgb = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
-    boxes, probs = _MTCNN[min_size].detect(rgb)
-    if boxes is None:
-        return []
+        _MTCNN[min_size] = mtcnn.MTCNN(min_face_size=min_size)
+    boxes, probs = _MTCNN[min_size].detect(np.repeat(gray[:, :, None], 3, axis=2))
     out = []
     for (x1, y1, x2, y2), p in zip(boxes, probs):
         bw, bh = x2 - x1, y2 - y1
@@ -211,8 +193,8 @@ def resolve_backend(backend: str = "auto") -> str:
     backends = available_backends()
     if backend == "auto":
         if not backends:
-            raise RuntimeError("no face detector available: install facenet-pytorch (pip install --no-deps "
-                               "facenet-pytorch), dlib-bin (pip install 'fer_lib[faces]'), "
+            raise RuntimeError("no face detector available: fer_lib/weights/detector/mtcnn.safetensors is missing (reinstall "
+                               "fer_lib), and none of dlib-bin (pip install 'fer_lib[faces]'), "
                                "opencv-python-headless<5 (ships the Haar cascades) or scikit-image")
         return backends[0]
     if backend not in BACKENDS:
@@ -360,10 +342,9 @@ def _weak_candidates(name: str, padded: np.ndarray, min_size: int) -> list:
     if name == "mtcnn":
         if min(padded.shape) < min_size:
             return []
-        boxes, probs = _mtcnn_class()(min_face_size=min_size, keep_all=True, device="cpu",
-                             thresholds=[MOSTLY_FACE_PROB] * 3).detect(np.repeat(padded[:, :, None], 3, axis=2))
-        raw = [] if boxes is None else [(x1, y1, x2 - x1, y2 - y1) for (x1, y1, x2, y2), p in zip(boxes, probs)
-                                        if p >= MOSTLY_FACE_PROB]
+        boxes, probs = mtcnn.MTCNN(min_face_size=min_size, thresholds=[MOSTLY_FACE_PROB] * 3).detect(
+            np.repeat(padded[:, :, None], 3, axis=2))
+        raw = [(x1, y1, x2 - x1, y2 - y1) for (x1, y1, x2, y2), p in zip(boxes, probs) if p >= MOSTLY_FACE_PROB]
     elif name == "dlib-hog":
         _detect_dlib(padded[:1, :1], 80)  # loads the detector
         rects, _, _ = _DLIB.run(np.ascontiguousarray(padded), 0, -0.5)

@@ -4,7 +4,7 @@ Pipeline:
 
 1. :func:`load_image` reads a path, bytes, PIL image or array into ``uint8 RGB [H, W, 3]``: EXIF rotation
    applied (``ImageOps.exif_transpose``), alpha composited on white, 16-bit and float images scaled to 8 bit.
-2. :func:`fer_lib.detect.detect_faces` finds the faces (MTCNN when facenet-pytorch is installed, else dlib's HOG
+2. :func:`fer_lib.detect.detect_faces` finds the faces (MTCNN, whose weights ship with fer_lib, else dlib's HOG
    detector, else OpenCV's Haar cascades, else scikit-image's LBP cascade; retries on a padded and a rotated copy for
    tight crops and tilted heads; nothing is downloaded). When none is found, :class:`NoFaceError` says so, and says
    when the photo looks like it is itself a close-up of a face (:func:`fer_lib.detect.mostly_face`).

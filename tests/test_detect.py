@@ -109,9 +109,8 @@ def _covered_close_up(img: np.ndarray) -> np.ndarray:
     return crop
 
 
-@pytest.mark.skipif("mtcnn" not in available_backends(), reason="facenet-pytorch (MTCNN) not installed")
 def test_the_default_detector_finds_a_covered_close_up(astronaut):
-    """MTCNN, the default when installed, finds the close crop with a hand over the mouth (dlib's HOG finds none: the
+    """MTCNN, the default, finds the close crop with a hand over the mouth (dlib's HOG finds none: the
     case that made MTCNN the default, docs/results/faces.md); its box is clipped to the photo."""
     photo = _covered_close_up(astronaut)
     assert resolve_backend("auto") == "mtcnn"
@@ -138,14 +137,12 @@ def test_a_close_up_without_a_found_face_is_told_so(astronaut):
     assert not mostly_face(np.full((300, 300), 128, np.uint8), backend="dlib-hog")
 
 
-@pytest.mark.skipif("mtcnn" not in available_backends(), reason="facenet-pytorch (MTCNN) not installed")
-def test_a_broken_mtcnn_install_is_one_clear_error(monkeypatch, astronaut):
-    import sys
+def test_without_the_mtcnn_weights_the_next_detector_takes_over(monkeypatch, tmp_path):
+    """A damaged install (the detector's weights deleted): MTCNN is not offered, "auto" falls back to the next."""
+    import fer_lib.mtcnn
 
-    import fer_lib.detect as detect
-
-    monkeypatch.setattr(detect, "_MTCNN", {})
-    monkeypatch.setattr(detect, "_mtcnn_available", lambda: True)  # installed ...
-    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)  # ... but importing it raises ImportError
-    with pytest.raises(RuntimeError, match="pip install --no-deps facenet-pytorch.*dlib-hog"):
-        detect_faces(astronaut, backend="mtcnn")
+    monkeypatch.setattr(fer_lib.mtcnn, "WEIGHTS", tmp_path / "missing.safetensors")
+    assert "mtcnn" not in available_backends()
+    assert resolve_backend("auto") == available_backends()[0] != "mtcnn"
+    with pytest.raises(RuntimeError, match="not available"):
+        resolve_backend("mtcnn")

@@ -56,7 +56,9 @@ def meta():
 
 def test_small_fp16_files_each_with_a_model_card_section():
     assert [f.stem for f in FILES] == ["fer2013_resnet18", COURSE]  # each replaced only by a measured better model
-    assert sum(f.stat().st_size for f in FILES) <= MAX_TOTAL
+    every = sorted(WEIGHTS_DIR.rglob("*.safetensors"))  # the face detector's weights too (weights/detector/)
+    assert [f.relative_to(WEIGHTS_DIR).as_posix() for f in every if f not in FILES] == ["detector/mtcnn.safetensors"]
+    assert sum(f.stat().st_size for f in every) <= MAX_TOTAL and all(f.stat().st_size <= MAX_BYTES for f in every)
     from safetensors import safe_open
 
     for path in FILES:
@@ -268,6 +270,7 @@ def test_a_non_editable_wheel_ships_the_weights_and_card(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     name = bundled_weights().name
     assert f"fer_lib/weights/{name}" in names and "fer_lib/weights/MODEL_CARD.md" in names
+    assert "fer_lib/weights/detector/mtcnn.safetensors" in names and "fer_lib/static/camera.js" in names
 
 
 def test_evaluate_without_checkpoint_uses_the_bundled_model(tmp_path, monkeypatch, capsys):
