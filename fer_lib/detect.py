@@ -146,14 +146,19 @@ def _detect_mtcnn(gray: np.ndarray, min_size: int) -> list[tuple[int, int, int, 
 _DLIB = None
 
 
-def _detect_dlib(gray: np.ndarray, min_size: int) -> list[tuple[int, int, int, int]]:
+def _dlib_detector():
+    """dlib's HOG face detector, made once."""
     global _DLIB
-    import dlib  # optional (the faces extra)
-
     if _DLIB is None:
+        import dlib  # optional (the faces extra)
+
         _DLIB = dlib.get_frontal_face_detector()
+    return _DLIB
+
+
+def _detect_dlib(gray: np.ndarray, min_size: int) -> list[tuple[int, int, int, int]]:
     upsample = 1 if min_size < 80 else 0  # the HOG window is 80x80; one upsampling finds faces from 40 px
-    rects, scores, _ = _DLIB.run(np.ascontiguousarray(gray), upsample, 0.0)
+    rects, scores, _ = _dlib_detector().run(np.ascontiguousarray(gray), upsample, 0.0)
     # dlib accepts any window scoring above 0; weak ones (e.g. the badge on scikit-image's astronaut, 0.08) are
     # mostly false alarms, real faces score about 1 or more
     return [(r.left(), r.top(), r.width(), r.height()) for r, s in zip(rects, scores)
@@ -346,8 +351,7 @@ def _weak_candidates(name: str, padded: np.ndarray, min_size: int) -> list:
             np.repeat(padded[:, :, None], 3, axis=2))
         raw = [(x1, y1, x2 - x1, y2 - y1) for (x1, y1, x2, y2), p in zip(boxes, probs) if p >= MOSTLY_FACE_PROB]
     elif name == "dlib-hog":
-        _detect_dlib(padded[:1, :1], 80)  # loads the detector
-        rects, _, _ = _DLIB.run(np.ascontiguousarray(padded), 0, -0.5)
+        rects, _, _ = _dlib_detector().run(np.ascontiguousarray(padded), 0, -0.5)
         raw = [(r.left(), r.top(), r.width(), r.height()) for r in rects]
     elif name == "opencv-haar":
         raw = _detect_haar(cv2.equalizeHist(padded), min_size, neighbours=3)

@@ -20,6 +20,7 @@ Shapes: :meth:`MTCNN.detect` takes ``uint8 RGB [H, W, 3]`` and returns ``boxes f
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
-from torchvision.ops import batched_nms
+from torchvision.ops import nms
 
 WEIGHTS = Path(__file__).with_name("weights") / "detector" / "mtcnn.safetensors"
 """The three networks' weights (fp16; keys ``pnet.*``, ``rnet.*``, ``onet.*``)."""
@@ -172,6 +173,18 @@ def _nms_min(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[in
     return pick
 
 
+@functools.lru_cache(maxsize=4)
+def _networks(weights: str) -> tuple[PNet, RNet, ONet]:
+    """The three networks with their weights from ``weights``, read once per file and shared by every
+    :class:`MTCNN` (they only run under ``no_grad``, in eval mode)."""
+    state = {k: v.float() for k, v in load_file(weights).items()}
+    nets = PNet().eval(), RNet().eval(), ONet().eval()
+    for name, net in zip(("pnet", "rnet", "onet"), nets):
+        prefix = name + "."
+        net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    return nets
+
+
 class MTCNN:
     """The three networks and the cascade between them.
 
@@ -187,11 +200,7 @@ class MTCNN:
         if min_face_size < 12:
             raise ValueError(f"MTCNN: min_face_size={min_face_size}; P-Net's window is 12 pixels, ask for 12 or more")
         self.min_face_size, self.thresholds, self.factor = min_face_size, tuple(thresholds), factor
-        state = {k: v.float() for k, v in load_file(str(weights)).items()}
-        self.pnet, self.rnet, self.onet = PNet().eval(), RNet().eval(), ONet().eval()
-        for name in ("pnet", "rnet", "onet"):
-            prefix = name + "."
-            getattr(self, name).load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        self.pnet, self.rnet, self.onet = _networks(str(weights))
 
     def scales(self, h: int, w: int) -> list[float]:
         """The pyramid: scales at which a face of ``min_face_size`` pixels fills P-Net's 12-pixel window, then
@@ -218,11 +227,11 @@ class MTCNN:
             scaled = F.interpolate(image[None], size=(int(h * scale + 1), int(w * scale + 1)), mode="area")
             reg, probs = self.pnet(_normalise(scaled))
             rows = _proposals(reg[0], probs[0, 1], scale, t1)
-            found.append(rows[batched_nms(rows[:, :4], rows[:, 4], torch.zeros(len(rows), dtype=torch.long), 0.5)])
+            found.append(rows[nms(rows[:, :4], rows[:, 4], 0.5)])
         boxes = torch.cat(found) if found else torch.zeros(0, 9)
         if not len(boxes):
             return empty
-        boxes = boxes[batched_nms(boxes[:, :4], boxes[:, 4], torch.zeros(len(boxes), dtype=torch.long), 0.7)]
+        boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
         boxes = _square(_apply_corrections(boxes[:, :5], boxes[:, 5:9], plus_one=False))
         # 2. R-Net on 24x24 crops
         reg, probs = self.rnet(_normalise(_crops(image, boxes, 24)))
@@ -231,7 +240,7 @@ class MTCNN:
         reg = reg[keep]
         if not len(boxes):
             return empty
-        pick = batched_nms(boxes[:, :4], boxes[:, 4], torch.zeros(len(boxes), dtype=torch.long), 0.7)
+        pick = nms(boxes[:, :4], boxes[:, 4], 0.7)
         boxes = _square(_apply_corrections(boxes[pick], reg[pick], plus_one=True))
         # 3. O-Net on 48x48 crops
         reg, _landmarks, probs = self.onet(_normalise(_crops(image, boxes, 48)))
